@@ -1,0 +1,62 @@
+"""features: a Spark job from the raw snapshot to one feature row per open posting (data/features/dt=D).
+
+Runs in-process (CLI, Airflow, DVC) or under spark-submit: `spark-submit jobs/features.py --date D`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from jobcast.context import RunContext, StepResult, timed_step
+from jobcast.errors import InputDataError
+from jobcast.sources import day_bounds
+from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext) -> StepResult:
+    from jobcast.features.transforms import CleanRules, clean_postings, posting_features
+
+    settings = ctx.settings
+    raw = partition(settings.data_dir, "raw", "job_postings", date=ctx.ds)
+    if not raw.is_dir():
+        raise InputDataError(f"{raw}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
+    buckets = int(settings.param("features.text_hash_buckets"))
+    rules = CleanRules(float(settings.param("clean.salary_min_plausible")), float(settings.param("clean.salary_max_plausible")))
+    _, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
+
+    with timed_step("features", ctx) as res:
+        spark = ctx.spark()
+        postings = spark.read.parquet(str(raw))
+        kept, touched = clean_postings(postings, rules)
+        counts = {name: df.count() for name, df in touched.items()}
+        for name, n in counts.items():
+            if n:
+                example = touched[name].select("job_id").orderBy("job_id").first()[0]
+                log.warning("%s: %d postings %s (e.g. job_id=%s); handled as documented in docs/source-contract.md",
+                            raw, n, name.replace("_", " "), example)
+        features = posting_features(kept, ctx.logical_date, day_end, buckets)
+        final = partition(settings.data_dir, "features", date=ctx.ds)
+        with atomic_dir(final) as tmp:
+            features.write.parquet(str(tmp))
+            tidy_spark_output(tmp)
+            n = parquet_rows(tmp)
+            raw_rows = read_manifest(raw).get("rows")
+            write_manifest(tmp, {
+                "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text_hash_buckets": buckets,
+                "raw_version": dir_hash(raw), "run_id": ctx.run_id, **counts,
+            })
+        res.rows = n
+        res.paths["features"] = str(final)
+        res.ids["data_version"] = dir_hash(final)[:12]
+        res.metrics.update(counts)
+    return res
+
+
+if __name__ == "__main__":  # spark-submit entry point
+    import sys
+
+    from jobcast.cli import main
+
+    sys.exit(main(["features", *sys.argv[1:]]))

@@ -1,0 +1,49 @@
+"""publish: load a validated prediction batch into the shared database and make it live atomically."""
+
+from __future__ import annotations
+
+import logging
+
+from jobcast.context import RunContext, StepResult, timed_step
+from jobcast.db.conn import connect
+from jobcast.errors import InputDataError, PublishError
+from jobcast.storage import dir_hash, partition, read_manifest
+
+from jobs.validate import read_verdict, verdict_path
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepResult:
+    from jobcast.publish.store import BatchInfo, publish
+
+    settings = ctx.settings
+    preds = partition(settings.data_dir, "predictions", task, date=ctx.ds)
+    if not preds.is_dir():
+        raise InputDataError(f"{preds}: no predictions for {ctx.ds}; run `jobcast score --task {task} --date {ctx.ds}` first")
+    verdict = read_verdict(settings, task, ctx.ds)
+    version = dir_hash(preds)
+    # The gate: only predictions that passed validation, unchanged since, reach the web apps.
+    if verdict is None:
+        raise PublishError(f"{preds}: not validated ({verdict_path(settings, task, ctx.ds)} missing); "
+                           f"run `jobcast validate --task {task} --date {ctx.ds}` first")
+    if not verdict["success"]:
+        raise PublishError(f"{preds}: validation failed ({len(verdict['failed'])} expectations); "
+                           f"nothing published; report: {verdict['report_path']}")
+    if verdict["predictions_version"] != version:
+        raise PublishError(f"{preds}: predictions changed after validation (hash {version[:12]} != validated "
+                           f"{verdict['predictions_version'][:12]}); validate again")
+    manifest = read_manifest(preds)
+    with timed_step("publish", ctx, task) as res:
+        out = publish(
+            lambda: connect(settings, application_name="jobcast-publish"), preds,
+            BatchInfo(task=task, logical_date=ctx.ds, model_version=manifest.get("model_version", "unknown"),
+                      data_version=version, run_id=ctx.run_id, validation_success=True,
+                      report_path=verdict.get("report_path")),
+            force=force,
+        )
+        log.info("%s batch %s for %s: %s", task, out["batch_id"], ctx.ds, out["message"])
+        res.rows = out["rows"]
+        res.ids.update(batch_id=out["batch_id"], status=out["status"], live_batch_id=out["live_batch_id"])
+        res.metrics.update(swap_seconds=out["swap_seconds"])
+    return res

@@ -1,0 +1,33 @@
+"""run: the whole daily path for one logical date, in order, with one summary line per step."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from jobcast.context import RunContext, StepResult
+from jobcast.models import registry
+
+from jobs import extract, features, publish, score, train, validate
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext, *, tasks: tuple[str, ...] = ("salary",), retrain: bool = False, force: bool = False,
+        echo: Callable[[str], None] = print) -> list[StepResult]:
+    results: list[StepResult] = []
+
+    def step(result: StepResult) -> StepResult:
+        results.append(result)
+        echo(result.summary())
+        return result
+
+    step(extract.run(ctx))
+    step(features.run(ctx))
+    for task in tasks:
+        if retrain or registry.champion(ctx.settings, task) is None:
+            step(train.run(ctx, task=task))
+        step(score.run(ctx, task=task))
+        step(validate.run(ctx, task=task))
+        step(publish.run(ctx, task=task, force=force))
+    return results

@@ -1,0 +1,33 @@
+-- The web app's own tables, as the demo generator plays the web app. In production jobcast only reads
+-- these (or views of the same shape over the board's tables): see docs/source-contract.md.
+create schema if not exists app;
+create schema if not exists truth;
+
+create table if not exists app.job_postings (
+    job_id          bigint primary key,
+    company_id      bigint not null,
+    title           text,
+    description     text,
+    prefecture      text not null,
+    employment_type text not null,
+    category        text,            -- as filed by the employer; null when not filed
+    salary_min      bigint,          -- annual JPY, null when not disclosed
+    salary_max      bigint,
+    posted_at       timestamptz not null,
+    closed_at       timestamptz
+);
+create index if not exists job_postings_posted on app.job_postings (posted_at);
+
+create table if not exists app.events (
+    event_id    bigint primary key,
+    job_id      bigint not null,
+    session_id  bigint not null,
+    event_type  text not null,       -- 'view' | 'apply'
+    occurred_at timestamptz not null
+);
+create index if not exists events_occurred on app.events (occurred_at);
+
+-- Ground truth known only to the generator; no step but evaluation reads it.
+create table if not exists truth.job_salary (job_id bigint primary key, salary double precision not null);
+create table if not exists truth.job_category (job_id bigint primary key, category text not null);
+create table if not exists truth.job_cvr (job_id bigint primary key, cvr double precision not null);

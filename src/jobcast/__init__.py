@@ -1,0 +1,5 @@
+"""jobcast: batch predictions for job boards, served through a shared PostgreSQL database."""
+
+__version__ = "0.1.0"
+
+TASKS = ("salary",)  # category and cvr arrive with their models (issue 4)

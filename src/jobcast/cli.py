@@ -1,0 +1,237 @@
+"""The `jobcast` command line: thin adapters from arguments to the step functions in jobs/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from jobcast.errors import JobcastError
+
+log = logging.getLogger("jobcast")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("py4j", "great_expectations", "matplotlib", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _ctx(args):
+    from jobcast.config import Settings
+    from jobcast.context import RunContext, parse_date
+
+    settings = Settings.load()
+    kwargs = {"run_id": args.run_id} if getattr(args, "run_id", None) else {}
+    return RunContext(logical_date=parse_date(args.date), settings=settings, **kwargs)
+
+
+def _settings():
+    from jobcast.config import Settings
+
+    return Settings.load()
+
+
+def cmd_db(args) -> int:
+    settings = _settings()
+    if args.action == "migrate":
+        from jobcast.db.conn import connect
+        from jobcast.db.migrate import migrate
+
+        conn = connect(settings)
+        try:
+            applied = migrate(conn, settings.root / "sql" / "migrations")
+        finally:
+            conn.close()
+        print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
+        return 0
+    if settings.database_url:
+        if args.action == "url":
+            print(settings.database_url)
+            return 0
+        print(f"JOBCAST_DATABASE_URL is set: jobcast uses that server and manages none ({args.action} does nothing)")
+        return 0
+    from jobcast.db.local import cluster_for
+
+    cluster = cluster_for(settings)
+    if args.action == "start":
+        print(cluster.start())
+    elif args.action == "stop":
+        cluster.stop()
+        print("stopped")
+    elif args.action == "status":
+        running = cluster.running()
+        print(f"{'running' if running else 'stopped'}  port={cluster.port}  data={cluster.data_dir}  url={cluster.url()}")
+        return 0 if running else 3
+    elif args.action == "url":
+        print(cluster.url())
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import datetime as dt
+    import time
+
+    from jobcast.db.conn import connect
+    from jobcast.generate.core import GenerateSpec, load
+
+    settings = _settings()
+    p = settings.param("generate")
+    spec = GenerateSpec(
+        postings=args.postings or int(p["postings"]), days=args.days or int(p["days"]), seed=args.seed if args.seed is not None else int(p["seed"]),
+        start_date=dt.date.fromisoformat(args.start_date or str(p["start_date"])), timezone=settings.param("run.timezone"),
+    )
+    t0 = time.perf_counter()
+    conn = connect(settings, application_name="jobcast-generate")
+    try:
+        counts = load(conn, spec, settings.root / "sql" / "demo" / "app_schema.sql")
+    finally:
+        conn.close()
+    manifest = {"postings": spec.postings, "days": spec.days, "seed": spec.seed, "start_date": spec.start_date.isoformat(),
+                "end_date": spec.end_date.isoformat(), "rows": counts}
+    out = settings.data_dir / "generated.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    print(f"generated {counts['app.job_postings']} postings and {counts['app.events']} events for "
+          f"{spec.start_date}..{spec.end_date} in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_step(args) -> int:
+    import importlib
+
+    ctx = _ctx(args)
+    module = importlib.import_module(f"jobs.{args.command}")
+    kwargs = {}
+    if hasattr(args, "task"):
+        kwargs["task"] = args.task
+    if getattr(args, "model_version", None):
+        kwargs["model_version"] = args.model_version
+    if getattr(args, "force", False):
+        kwargs["force"] = True
+    result = module.run(ctx, **kwargs)
+    print(result.summary())
+    return 0
+
+
+def cmd_run(args) -> int:
+    from jobs.run import run
+
+    ctx = _ctx(args)
+    print(f"jobcast run {ctx.ds} (run_id={ctx.run_id})")
+    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force)
+    from jobcast.report import live_summary
+
+    for line in live_summary(ctx.settings, tuple(args.tasks)):
+        print(line)
+    return 0
+
+
+def cmd_batches(args) -> int:
+    from jobcast.report import batches_table
+
+    print(batches_table(_settings(), args.task, args.limit))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from jobcast.models import registry
+
+    settings = _settings()
+    if args.action == "list":
+        champ = (registry.champion(settings, args.task) or {}).get("version")
+        for m in registry.list_versions(settings, args.task):
+            mark = "*" if m["version"] == champ else " "
+            print(f"{mark} {m['version']:<20} {m['created_at'][:19]}  mae={m['metrics'].get('mae', float('nan')):,.0f}  "
+                  f"n_train={m['metrics'].get('n_train')}  code={m.get('code_version')}")
+    elif args.action == "show":
+        version = args.version or (registry.champion(settings, args.task) or {}).get("version")
+        if not version:
+            raise JobcastError(f"no champion for {args.task} and no version given")
+        print(json.dumps(registry.read_metadata(registry.version_dir(settings, args.task, version)), indent=2, ensure_ascii=False))
+    elif args.action == "promote":
+        if not args.version:
+            raise JobcastError("models promote needs --version")
+        registry.set_champion(settings, args.task, args.version, "promoted by hand (jobcast models promote)")
+        print(f"{args.task}: champion is now {args.version}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jobcast import TASKS
+
+    p = argparse.ArgumentParser(prog="jobcast", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="project-local PostgreSQL and migrations")
+    db.add_argument("action", choices=["start", "stop", "status", "url", "migrate"])
+    db.set_defaults(fn=cmd_db)
+
+    gen = sub.add_parser("generate", help="fill app.* and truth.* with deterministic demo data")
+    gen.add_argument("--postings", type=int)
+    gen.add_argument("--days", type=int)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--start-date")
+    gen.set_defaults(fn=cmd_generate)
+
+    def dated(name: str, help_: str, task: bool = False):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--date", required=True, help="logical date YYYY-MM-DD")
+        sp.add_argument("--run-id")
+        if task:
+            sp.add_argument("--task", choices=TASKS, default="salary")
+        sp.set_defaults(fn=cmd_step)
+        return sp
+
+    dated("extract", "snapshot the source tables for a date to data/raw")
+    dated("features", "Spark: raw snapshot -> data/features")
+    dated("train", "train a model on a window of features; promote it if it passes the gate", task=True)
+    dated("score", "Spark: score every open posting -> data/predictions", task=True).add_argument("--model-version")
+    dated("validate", "Great Expectations suite on the predictions; Data Docs", task=True)
+    dated("publish", "COPY into PostgreSQL and make the batch live", task=True).add_argument(
+        "--force", action="store_true", help="replace the live batch even if it is for a newer date")
+
+    run = sub.add_parser("run", help="the whole daily path for one date")
+    run.add_argument("--date", required=True)
+    run.add_argument("--run-id")
+    run.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    run.add_argument("--train", action="store_true", help="retrain before scoring (always done when no champion exists)")
+    run.add_argument("--force", action="store_true")
+    run.set_defaults(fn=cmd_run)
+
+    b = sub.add_parser("batches", help="list prediction batches")
+    b.add_argument("--task", choices=TASKS)
+    b.add_argument("--limit", type=int, default=20)
+    b.set_defaults(fn=cmd_batches)
+
+    m = sub.add_parser("models", help="the model registry")
+    m.add_argument("action", choices=["list", "show", "promote"])
+    m.add_argument("--task", choices=TASKS, default="salary")
+    m.add_argument("--version")
+    m.set_defaults(fn=cmd_models)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.fn(args)
+    except JobcastError as exc:
+        print(f"jobcast: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        from jobcast.spark import stop_session
+
+        stop_session()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

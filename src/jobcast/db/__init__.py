@@ -1,0 +1,1 @@
+"""Database access: the project-local cluster, connections and migrations."""

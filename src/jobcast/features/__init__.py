@@ -1,0 +1,1 @@
+"""Feature definitions shared by training and scoring (one code path, no skew)."""

@@ -1,0 +1,1 @@
+"""Publishing prediction batches into the shared database (see sql/migrations/0001_predictions.sql)."""

@@ -1,0 +1,254 @@
+"""Load a batch into its own table, check it, attach it, and make it live with a one-row pointer update.
+
+Why this shape: readers query views that resolve the live batch through jobcast_internal.current_batch.
+The slow work (COPY, index, ANALYZE) happens on a table no reader can see; ATTACH PARTITION takes only a
+SHARE UPDATE EXCLUSIVE lock on the parent (readers don't conflict); the swap is an UPDATE of one row, so it
+never waits on a reader's long transaction and readers never wait on it. A statement reads the pointer
+and the rows under one snapshot: it sees the old batch or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from jobcast.errors import PublishError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "jobcast_internal"
+# task -> (partitioned table, prediction columns in load order)
+TASK_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "salary": ("salary_rows", ("job_id", "salary_p50")),
+}
+LOCK_NAMESPACE = 0x6A6F6270  # 'jobp'
+ATTACH_LOCK_TIMEOUT = "2s"
+ATTACH_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    task: str
+    logical_date: str
+    model_version: str
+    data_version: str | None
+    run_id: str | None
+    validation_success: bool | None
+    report_path: str | None
+
+
+class _ArrowCsvStream(io.RawIOBase):
+    """A file-like CSV stream over Parquet record batches: COPY reads it chunk by chunk, memory stays bounded."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
+def _csv_chunks(parquet_dir: Path, columns: tuple[str, ...], batch_id: int, chunk_rows: int) -> Iterator[bytes]:
+    opts = pacsv.WriteOptions(include_header=False)
+    for f in sorted(parquet_dir.glob("*.parquet")):
+        pf = pq.ParquetFile(f)
+        for rb in pf.iter_batches(batch_size=chunk_rows, columns=list(columns)):
+            tbl = pa.Table.from_batches([rb])
+            tbl = tbl.add_column(0, "batch_id", pa.array([batch_id] * tbl.num_rows, pa.int64()))
+            buf = io.BytesIO()
+            pacsv.write_csv(tbl, buf, opts)
+            yield buf.getvalue()
+
+
+def check_columns(parquet_dir: Path, task: str) -> int:
+    """Refuse a batch whose files lack the task's columns (or have none); returns the row count."""
+    _, columns = TASK_TABLES[task]
+    files = sorted(parquet_dir.glob("*.parquet"))
+    if not files:
+        raise PublishError(f"{parquet_dir}: no Parquet files; expected a scored batch")
+    rows = 0
+    for f in files:
+        names = pq.ParquetFile(f).schema_arrow.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise PublishError(f"{f}: missing columns {missing} (has {names}); expected {list(columns)}")
+        rows += pq.ParquetFile(f).metadata.num_rows
+    if rows == 0:
+        raise PublishError(f"{parquet_dir}: zero rows; refusing to publish an empty batch")
+    return rows
+
+
+def _sql():
+    from psycopg2 import sql
+
+    return sql
+
+
+def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = False, chunk_rows: int = 100_000) -> dict:
+    """Publish one batch. Returns {batch_id, status, rows, live_batch_id, message}. Never changes the live
+    batch unless the new one is fully loaded and checked."""
+    import psycopg2
+    from psycopg2 import errors as pgerr
+
+    sql = _sql()
+    table, columns = TASK_TABLES[info.task]
+    expected_rows = check_columns(parquet_dir, info.task)
+    conn = conn_factory()
+    conn.autocommit = True
+    batch_id = None
+    part = None
+    attached = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, info.task))
+            if not cur.fetchone()[0]:
+                raise PublishError(f"publish {info.task} {info.logical_date}: another publish of {info.task} is running "
+                                   "(advisory lock held); retry when it has finished")
+            _cleanup_abandoned(cur, info.task)
+            cur.execute(
+                """insert into predictions.batches (task, logical_date, model_version, data_version, status,
+                       validation_success, report_path, run_id)
+                   values (%s, %s, %s, %s, 'loading', %s, %s, %s) returning batch_id""",
+                (info.task, info.logical_date, info.model_version, info.data_version, info.validation_success,
+                 info.report_path, info.run_id),
+            )
+            batch_id = cur.fetchone()[0]
+            part = sql.Identifier(SCHEMA, f"{table}_b{batch_id}")
+            parent = sql.Identifier(SCHEMA, table)
+            t0 = time.perf_counter()
+
+            # 1. Load into a standalone table that no reader can see.
+            conn.autocommit = False
+            cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, parent))
+            copy = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
+                part, sql.SQL(", ").join(map(sql.Identifier, ("batch_id", *columns))))
+            try:
+                cur.copy_expert(copy.as_string(conn), _ArrowCsvStream(_csv_chunks(parquet_dir, columns, batch_id, chunk_rows)),
+                                size=1 << 20)
+            except pgerr.NotNullViolation as exc:
+                raise PublishError(f"{parquet_dir}: null prediction values ({exc.diag.message_primary}); "
+                                   "expected every column filled") from exc
+            cur.execute(sql.SQL("select count(*) from {}").format(part))
+            loaded = cur.fetchone()[0]
+            if loaded != expected_rows:
+                raise PublishError(f"{parquet_dir}: loaded {loaded} rows but the files hold {expected_rows}")
+            # 2. Index and constrain it like the parent, so ATTACH needs no scan and lookups use the index.
+            try:
+                cur.execute(sql.SQL("create unique index on {} (batch_id, job_id)").format(part))
+            except pgerr.UniqueViolation as exc:
+                raise PublishError(f"{parquet_dir}: duplicate job_id values ({exc.diag.message_detail}); "
+                                   "expected one prediction per job_id") from exc
+            cur.execute(sql.SQL("alter table {} add constraint {} check (batch_id = {})").format(
+                part, sql.Identifier(f"{table}_b{batch_id}_batch"), sql.Literal(batch_id)))
+            cur.execute(sql.SQL("analyze {}").format(part))
+            cur.execute("update predictions.batches set status = 'validated', row_count = %s, updated_at = now() "
+                        "where batch_id = %s", (loaded, batch_id))
+            conn.commit()
+            load_s = time.perf_counter() - t0
+
+            # 3. Attach: SHARE UPDATE EXCLUSIVE on the parent; a short lock_timeout + retry so we never
+            #    sit in a lock queue in front of readers.
+            for attempt in range(1, ATTACH_RETRIES + 1):
+                try:
+                    cur.execute("set local lock_timeout = %s", (ATTACH_LOCK_TIMEOUT,))
+                    cur.execute(sql.SQL("alter table {} attach partition {} for values in ({})").format(
+                        parent, part, sql.Literal(batch_id)))
+                    conn.commit()
+                    attached = True
+                    break
+                except pgerr.LockNotAvailable:
+                    conn.rollback()
+                    if attempt == ATTACH_RETRIES:
+                        raise PublishError(f"publish {info.task}: could not attach batch {batch_id} "
+                                           f"after {ATTACH_RETRIES} tries ({ATTACH_LOCK_TIMEOUT} lock timeout each)")
+                    time.sleep(0.2 * attempt)
+
+            # 4. The swap: one short transaction on the pointer row and the registry.
+            t1 = time.perf_counter()
+            cur.execute("set local lock_timeout = '5s'")
+            cur.execute("select c.batch_id, b.logical_date::text from jobcast_internal.current_batch c "
+                        "join predictions.batches b using (batch_id) where c.task = %s for update of c", (info.task,))
+            live = cur.fetchone()
+            if live and live[1] > info.logical_date and not force:
+                message = (f"backfill: kept live batch {live[0]} for newer date {live[1]}; "
+                           f"batch {batch_id} for {info.logical_date} recorded as history")
+                cur.execute("update predictions.batches set status = 'superseded', message = %s, updated_at = now() "
+                            "where batch_id = %s", (message, batch_id))
+                conn.commit()
+                return {"batch_id": batch_id, "status": "superseded", "rows": loaded, "live_batch_id": live[0],
+                        "message": message, "load_seconds": round(load_s, 2), "swap_seconds": 0.0}
+            cur.execute(
+                """insert into jobcast_internal.current_batch (task, batch_id) values (%s, %s)
+                   on conflict (task) do update set batch_id = excluded.batch_id, switched_at = now()""",
+                (info.task, batch_id))
+            if live:
+                cur.execute("update predictions.batches set status = 'superseded', updated_at = now() "
+                            "where batch_id = %s", (live[0],))
+            cur.execute("update predictions.batches set status = 'published', published_at = now(), updated_at = now() "
+                        "where batch_id = %s", (batch_id,))
+            conn.commit()
+            swap_s = time.perf_counter() - t1
+            return {"batch_id": batch_id, "status": "published", "rows": loaded, "live_batch_id": batch_id,
+                    "previous_batch_id": live[0] if live else None, "message": "published",
+                    "load_seconds": round(load_s, 2), "swap_seconds": round(swap_s, 4)}
+    except Exception as exc:
+        if not conn.closed:
+            conn.rollback()
+            if batch_id is not None:
+                _mark_failed(conn, batch_id, part if not attached else None, str(exc))
+        if isinstance(exc, psycopg2.Error):
+            raise PublishError(f"publish {info.task} {info.logical_date}: {str(exc).strip()}") from exc
+        raise
+    finally:
+        if not conn.closed:
+            conn.close()  # also releases the advisory lock
+
+
+def _mark_failed(conn, batch_id: int, unattached_part, message: str) -> None:
+    sql = _sql()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("update predictions.batches set status = 'failed', message = %s, updated_at = now() "
+                    "where batch_id = %s", (message[:2000], batch_id))
+        if unattached_part is not None:
+            cur.execute(sql.SQL("drop table if exists {}").format(unattached_part))
+
+
+def _cleanup_abandoned(cur, task: str) -> None:
+    """Batches left 'loading'/'validated' by a killed run (we hold the task's lock, so none is in flight)."""
+    sql = _sql()
+    table, _ = TASK_TABLES[task]
+    cur.execute(
+        """update predictions.batches set status = 'failed', updated_at = now(),
+                  message = coalesce(message || '; ', '') || 'abandoned by an interrupted run; cleaned up'
+           where task = %s and status in ('loading', 'validated')
+             and batch_id not in (select batch_id from jobcast_internal.current_batch)
+           returning batch_id""", (task,))
+    for (bid,) in cur.fetchall():
+        name = f"{table}_b{bid}"
+        cur.execute("select c.relispartition from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                    "where n.nspname = %s and c.relname = %s", (SCHEMA, name))
+        row = cur.fetchone()
+        if row and not row[0]:
+            cur.execute(sql.SQL("drop table {}").format(sql.Identifier(SCHEMA, name)))
+        log.warning("cleaned up batch %s of %s left behind by an interrupted run", bid, task)

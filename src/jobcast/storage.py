@@ -1,0 +1,79 @@
+"""Partition paths, atomic directory writes and content hashes (the data version of a partition)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST = "_manifest.json"
+
+
+def partition(base: Path, *parts: str, date: str) -> Path:
+    return base.joinpath(*parts, f"dt={date}")
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a sibling temp dir; on success it replaces `final`, so readers and retries never see half a write."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+_SPARK_PART = re.compile(r"^(part-\d+)-.*?(\.[a-z0-9.]+)$")
+
+
+def tidy_spark_output(directory: Path) -> None:
+    """Drop Spark's bookkeeping files and give part files stable names, so identical data hashes identically."""
+    for f in list(directory.iterdir()):
+        if f.name.endswith(".crc") or f.name == "_SUCCESS":
+            f.unlink()
+            continue
+        m = _SPARK_PART.match(f.name)
+        if m:
+            f.rename(directory / f"{m.group(1)}{m.group(2)}")
+
+
+def write_manifest(directory: Path, data: dict[str, Any]) -> None:
+    (directory / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def dir_hash(directory: Path) -> str:
+    """md5 over (relative path, file md5) of the data files: stable across re-runs that produce the same data."""
+    h = hashlib.md5()
+    for f in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
+        h.update(str(f.relative_to(directory)).encode())
+        h.update(hashlib.md5(f.read_bytes()).hexdigest().encode())
+    return h.hexdigest()
+
+
+def parquet_rows(directory: Path) -> int:
+    """Row count from Parquet footers: no scan, no Spark job."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in directory.glob("*.parquet"))

@@ -1,0 +1,1 @@
+"""Great Expectations gates: suites from expectations/, Data Docs under reports/."""

@@ -1,0 +1,105 @@
+"""Run a suite from expectations/<name>.json on a DataFrame through GX 1.x, build Data Docs, fail loudly.
+
+GX silently drops invalid expectation configs and its Airflow operator does not fail on failed
+expectations, so we build each expectation ourselves (naming a bad one) and check the result here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobcast.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+@dataclass
+class ValidationOutcome:
+    suite: str
+    success: bool
+    report_path: str | None
+    evaluated: int
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def failure_summary(self) -> str:
+        parts = []
+        for f in self.failed:
+            kw = {k: v for k, v in f["kwargs"].items() if k in ("column", "value", "min_value", "max_value", "column_set")}
+            obs = f.get("observed")
+            parts.append(f"{f['type']}({', '.join(f'{k}={v}' for k, v in kw.items())})" + (f" observed={obs}" if obs is not None else ""))
+        return "; ".join(parts)
+
+
+def load_suite(path: Path):
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read suite: {exc}") from exc
+    expectations = []
+    for i, e in enumerate(spec.get("expectations", [])):
+        try:
+            expectations.append(ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e.get("meta")).to_domain_obj())
+        except Exception as exc:
+            raise ConfigError(f"{path}: expectation #{i} ({e.get('type')}) is invalid: {exc}") from exc
+    if not expectations:
+        raise ConfigError(f"{path}: suite has no expectations")
+    return gx.ExpectationSuite(name=spec["name"], expectations=expectations, notes=spec.get("notes"))
+
+
+def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any], run_name: str) -> ValidationOutcome:
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    suite = load_suite(suite_path)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
+    bars = context.variables.progress_bars
+    if (bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", True)) is not False:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)  # they flood task logs
+        context.variables.save()
+    source = context.data_sources.add_or_update_pandas("jobcast")
+    asset_name = suite.name
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(asset_name)
+    try:
+        batch_def = asset.get_batch_definition("whole")
+    except (KeyError, LookupError):
+        batch_def = asset.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add_or_update(suite)
+    vdef = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=suite.name, validation_definitions=[vdef], actions=[UpdateDataDocsAction(name="data_docs")],
+        result_format="SUMMARY",
+    ))
+    result = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters,
+                            run_id=RunIdentifier(run_name=f"{run_name}__{batch_name}".replace("/", "_").replace(":", "_")))
+    failed, evaluated, report = [], 0, None
+    for identifier, vr in result.run_results.items():
+        urls = context.get_docs_sites_urls(resource_identifier=identifier)
+        report = next((u["site_url"] for u in urls if u.get("site_url")), report)
+        for r in vr.results:
+            evaluated += 1
+            if not r.success:
+                cfg = r.expectation_config
+                failed.append({"type": cfg.type, "kwargs": dict(cfg.kwargs), "observed": (r.result or {}).get("observed_value"),
+                               "unexpected_count": (r.result or {}).get("unexpected_count")})
+    if report and report.startswith("file://"):
+        from urllib.parse import unquote
+
+        report = unquote(report[len("file://"):])
+    return ValidationOutcome(suite=suite.name, success=bool(result.success), report_path=report, evaluated=evaluated, failed=failed)
