@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from jobcast.context import RunContext, StepResult, timed_step
@@ -43,6 +44,10 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
             force=force,
         )
         log.info("%s batch %s for %s: %s", task, out["batch_id"], ctx.ds, out["message"])
+        receipt = settings.reports_dir / "published" / task / f"dt={ctx.ds}.json"
+        receipt.parent.mkdir(parents=True, exist_ok=True)
+        receipt.write_text(json.dumps({**out, "task": task, "logical_date": ctx.ds, "run_id": ctx.run_id}, indent=2),
+                           encoding="utf-8")
         res.rows = out["rows"]
         res.ids.update(batch_id=out["batch_id"], status=out["status"], live_batch_id=out["live_batch_id"])
         res.metrics.update(swap_seconds=out["swap_seconds"])

@@ -47,6 +47,10 @@ def cmd_db(args) -> int:
             applied = migrate(conn, settings.root / "sql" / "migrations")
         finally:
             conn.close()
+        state = settings.state_dir / "migrations.json"
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"migrations": sorted(p.name for p in (settings.root / "sql" / "migrations").glob("*.sql"))},
+                                    indent=2), encoding="utf-8")
         print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
         return 0
     if settings.database_url:

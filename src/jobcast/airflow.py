@@ -1,0 +1,90 @@
+"""The bridge from Airflow tasks to jobs/: resolves the run's date and params, returns a small XCom dict.
+
+Imported only inside task callables (never at DAG parse time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def airflow_env(root: Path) -> dict[str, str]:
+    """Environment for a project-local Airflow: home in .airflow/, SQLite metadata, LocalExecutor, small parallelism."""
+    home = root / ".airflow"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 spawns 32 idle workers (~1.8 GB) on a 2-core box
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "JOBCAST_HOME": str(root),
+        "GX_ANALYTICS_ENABLED": "False",
+        "DVC_NO_ANALYTICS": "1",
+    }
+
+
+def logical_day(context: dict[str, Any], timezone: str) -> dt.date:
+    """The day a run processes: the `date` param if given, else the run's logical date in the board's timezone."""
+    from jobcast.context import parse_date
+
+    explicit = (context.get("params") or {}).get("date")
+    if explicit:
+        return parse_date(explicit)
+    logical = context.get("logical_date") or context.get("data_interval_start")
+    if logical is None:
+        raise ValueError("this run has no logical date (asset-triggered?); set the 'date' param")
+    from zoneinfo import ZoneInfo
+
+    return logical.astimezone(ZoneInfo(timezone)).date()
+
+
+def run_step(step: str, context: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+    from jobcast.config import Settings
+    from jobcast.context import RunContext
+
+    params = context.get("params") or {}
+    if task is not None and task not in (params.get("tasks") or [task]):
+        from airflow.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"task {task} not selected in params.tasks={params.get('tasks')}")
+    settings = Settings.load()
+    ctx = RunContext(logical_date=logical_day(context, settings.param("run.timezone")), settings=settings,
+                     run_id=str(context.get("run_id") or "airflow"))
+    kwargs: dict[str, Any] = {} if task is None else {"task": task}
+    if step == "publish":
+        if params.get("dry_run"):
+            from airflow.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("dry run: validated, not published")
+        kwargs["force"] = bool(params.get("force"))
+    if step == "score" and params.get("model_version"):
+        kwargs["model_version"] = params["model_version"]
+    result = importlib.import_module(f"jobs.{step}").run(ctx, **kwargs)
+    log.info("%s", result.summary())
+    return result.to_dict()
+
+
+def on_failure(context: dict[str, Any]) -> None:
+    """Log what failed, for which date, and where the validation report is when there is one."""
+    ti = context.get("task_instance") or context.get("ti")
+    exc = context.get("exception")
+    report = getattr(exc, "report_path", None)
+    log.error("jobcast task %s failed for run %s: %s%s", getattr(ti, "task_id", "?"), context.get("run_id"), exc,
+              f" (report: {report})" if report else "")
+
+
+def ensure_env() -> None:
+    """Fill in project-local Airflow settings for variables the user has not set."""
+    from jobcast.config import find_project_root
+
+    for key, value in airflow_env(find_project_root()).items():
+        os.environ.setdefault(key, value)

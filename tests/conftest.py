@@ -1,0 +1,121 @@
+"""Shared fixtures: one real PostgreSQL server per session (started by the project's own code), a fresh
+database per test cloned from a migrated template, a local[2] Spark session, and per-test data dirs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Before anything imports pyspark / GX / airflow.
+os.environ.setdefault("JOBCAST_SPARK_MASTER", "local[2]")
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["JOBCAST_SPARK_CONF"] = "spark.sql.shuffle.partitions=2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory):
+    from jobcast.db.local import LocalCluster, find_bindir
+
+    cluster = LocalCluster(
+        base_dir=tmp_path_factory.mktemp("pg") / "cluster", port=free_port(), bindir=find_bindir(os.environ.get("JOBCAST_PG_BINDIR")),
+        server_options=("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=200"),
+    )
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster):
+    import psycopg2
+
+    from jobcast.db.migrate import migrate
+
+    admin = psycopg2.connect(pg_cluster.url("postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("create database jobcast_template")
+    admin.close()
+    conn = psycopg2.connect(pg_cluster.url("jobcast_template"))
+    migrate(conn, REPO / "sql" / "migrations")
+    conn.close()
+    return "jobcast_template"
+
+
+@pytest.fixture
+def db_url(pg_cluster, template_db):
+    """A fresh, migrated database for this test only."""
+    import psycopg2
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_cluster.url("postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'create database "{name}" template "{template_db}"')
+    yield pg_cluster.url(name)
+    with admin.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}" with (force)')
+    admin.close()
+
+
+@pytest.fixture
+def settings(tmp_path, db_url, monkeypatch):
+    """Settings for a project rooted at the repo (sql/, expectations/, params.yaml) with data elsewhere."""
+    from jobcast.config import Settings
+
+    for key, sub in (("JOBCAST_DATA_DIR", "data"), ("JOBCAST_MODELS_DIR", "models"),
+                     ("JOBCAST_REPORTS_DIR", "reports"), ("JOBCAST_STATE_DIR", "state")):
+        monkeypatch.setenv(key, str(tmp_path / sub))
+    monkeypatch.setenv("JOBCAST_DATABASE_URL", db_url)
+    monkeypatch.setenv("JOBCAST_HOME", str(REPO))
+    return Settings.load(REPO)
+
+
+@pytest.fixture
+def conn(db_url):
+    import psycopg2
+
+    c = psycopg2.connect(db_url)
+    c.autocommit = True
+    yield c
+    c.close()
+
+
+SMALL = {"postings": 3000, "days": 30, "seed": 11, "start_date": "2026-09-01"}
+SMALL_DATE = "2026-09-30"
+
+
+@pytest.fixture
+def generated(settings):
+    """Small deterministic demo data in this test's database."""
+    import datetime as dt
+
+    from jobcast.db.conn import connect
+    from jobcast.generate.core import GenerateSpec, load
+
+    spec = GenerateSpec(SMALL["postings"], SMALL["days"], SMALL["seed"], dt.date.fromisoformat(SMALL["start_date"]))
+    c = connect(settings)
+    try:
+        load(c, spec, REPO / "sql" / "demo" / "app_schema.sql")
+    finally:
+        c.close()
+    return spec
+
+
+def make_ctx(settings, date: str = SMALL_DATE, run_id: str | None = None):
+    from jobcast.context import RunContext, parse_date
+
+    return RunContext(logical_date=parse_date(date), settings=settings, run_id=run_id or f"test__{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,44 @@
+import datetime as dt
+
+import pytest
+
+from jobcast.config import Settings, find_project_root
+from jobcast.db.migrate import discover
+from jobcast.errors import ConfigError, DatabaseError
+from jobcast.sources import day_bounds
+
+from conftest import REPO
+
+pytestmark = pytest.mark.unit
+
+
+def test_migrations_are_numbered_and_ordered():
+    found = discover(REPO / "sql" / "migrations")
+    assert [v for v, _, _ in found] == sorted(v for v, _, _ in found) and found[0][0] == 1
+
+
+def test_badly_named_migration_is_refused(tmp_path):
+    (tmp_path / "init.sql").write_text("select 1")
+    with pytest.raises(DatabaseError, match="0001_name.sql"):
+        discover(tmp_path)
+
+
+def test_logical_day_is_a_tokyo_calendar_day():
+    start, end = day_bounds(dt.date(2026, 10, 30), "Asia/Tokyo")
+    assert start.isoformat() == "2026-10-30T00:00:00+09:00" and (end - start) == dt.timedelta(days=1)
+
+
+def test_settings_come_from_env_over_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("JOBCAST_PG_PORT", "55123")
+    monkeypatch.setenv("JOBCAST_DATA_DIR", str(tmp_path))
+    s = Settings.load(REPO)
+    assert s.pg_port == 55123 and s.data_dir == tmp_path and s.param("train.salary.objective")
+    monkeypatch.setenv("JOBCAST_PG_PORT", "abc")
+    with pytest.raises(ConfigError, match="JOBCAST_PG_PORT"):
+        Settings.load(REPO)
+
+
+def test_outside_a_project_the_error_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.delenv("JOBCAST_HOME", raising=False)
+    with pytest.raises(ConfigError, match="JOBCAST_HOME"):
+        find_project_root(tmp_path)
