@@ -84,7 +84,7 @@ def run(ctx: RunContext) -> StepResult:
                 tmp.mkdir(parents=True)
                 pq.write_table(table, tmp / "part-00000.parquet", compression="zstd")
                 write_manifest(tmp, {"table": name, "rows": table.num_rows, "logical_date": ctx.ds,
-                                     "day_start": day_start, "day_end": day_end, "run_id": ctx.run_id})
+                                     "day_start": day_start, "day_end": day_end})
             res.paths[name] = str(final)
             res.metrics[f"{name}_rows"] = table.num_rows
             res.ids[f"{name}_version"] = dir_hash(final)[:12]

@@ -45,7 +45,7 @@ def run(ctx: RunContext) -> StepResult:
             raw_rows = read_manifest(raw).get("rows")
             write_manifest(tmp, {
                 "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text_hash_buckets": buckets,
-                "raw_version": dir_hash(raw), "run_id": ctx.run_id, **counts,
+                "raw_version": dir_hash(raw), **counts,
             })
         res.rows = n
         res.paths["features"] = str(final)

@@ -66,7 +66,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
             n = parquet_rows(tmp)
             write_manifest(tmp, {
                 "task": task, "logical_date": ctx.ds, "rows": n, "model_version": meta["version"],
-                "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"), "run_id": ctx.run_id,
+                "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),
             })
         res.rows = n
         res.paths["predictions"] = str(final)

@@ -165,6 +165,30 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_airflow(args) -> int:
+    """Run the `airflow` CLI against the project-local Airflow (home .airflow/, SQLite, LocalExecutor)."""
+    import subprocess
+    from pathlib import Path
+
+    from jobcast.airflow import airflow_env
+    from jobcast.config import find_project_root
+
+    root = find_project_root()
+    env = {**airflow_env(root), **os.environ}  # the user's own AIRFLOW__* settings win
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `airflow standalone` spawns `airflow` by name
+    airflow = str(Path(bindir) / "airflow")
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///") and not (home / "airflow.db").exists():
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    rest = list(args.airflow_args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    os.execve(airflow, [airflow, *rest], env)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jobcast import TASKS
 
@@ -212,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--task", choices=TASKS)
     b.add_argument("--limit", type=int, default=20)
     b.set_defaults(fn=cmd_batches)
+
+    af = sub.add_parser("airflow", help="the airflow CLI on the project-local Airflow, e.g. `jobcast airflow dags test jobcast_daily 2026-10-30`")
+    af.add_argument("airflow_args", nargs=argparse.REMAINDER)
+    af.set_defaults(fn=cmd_airflow)
 
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "show", "promote"])

@@ -53,6 +53,7 @@ def tidy_spark_output(directory: Path) -> None:
 
 
 def write_manifest(directory: Path, data: dict[str, Any]) -> None:
+    """Describe a partition. Keep it a pure function of the data (no run ids, no clocks): DVC hashes it too."""
     (directory / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
 
 
