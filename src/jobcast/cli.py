@@ -135,6 +135,49 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    """Fresh-machine demo: local DB, demo data, the daily run, then the same date through Airflow."""
+    import subprocess
+    import time
+
+    from jobcast.context import RunContext, parse_date
+    from jobcast.db.conn import connect, database_url
+    from jobcast.db.migrate import migrate
+    from jobcast.report import live_summary
+
+    from jobs.run import run
+
+    settings = _settings()
+    date = parse_date(args.date or settings.param("run.date"))
+    if not settings.database_url:
+        from jobcast.db.local import cluster_for
+
+        cluster_for(settings).start()
+    conn = connect(settings)
+    try:
+        migrate(conn, settings.root / "sql" / "migrations")
+    finally:
+        conn.close()
+    cmd_generate(argparse.Namespace(postings=None, days=None, seed=None, start_date=None))
+    print(f"jobcast run {date}")
+    run(RunContext(logical_date=date, settings=settings), tasks=("salary",))
+    if not args.skip_airflow:
+        log_file = settings.state_dir / "logs" / f"demo-airflow-{date}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with log_file.open("w") as fh:
+            proc = subprocess.run([sys.executable, "-m", "jobcast.cli", "airflow", "dags", "test", "jobcast_daily", str(date)],
+                                  stdout=fh, stderr=subprocess.STDOUT)
+        outcome = "success" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+        print(f"airflow dags test jobcast_daily {date}: {outcome} in {time.perf_counter() - t0:.0f}s (log: {log_file})")
+        if proc.returncode != 0:
+            return 1
+    for line in live_summary(settings, ("salary",)):
+        print(line)
+    print(f"read it yourself: psql {database_url(settings)} -c 'select * from predictions.job_salary limit 5'")
+    return 0
+
+
 def cmd_batches(args) -> int:
     from jobcast.report import batches_table
 
@@ -231,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train", action="store_true", help="retrain before scoring (always done when no champion exists)")
     run.add_argument("--force", action="store_true")
     run.set_defaults(fn=cmd_run)
+
+    demo = sub.add_parser("demo", help="start the local DB, generate demo data, run the daily path (CLI, then Airflow)")
+    demo.add_argument("--date", help="logical date (default: params.yaml run.date)")
+    demo.add_argument("--skip-airflow", action="store_true")
+    demo.set_defaults(fn=cmd_demo)
 
     b = sub.add_parser("batches", help="list prediction batches")
     b.add_argument("--task", choices=TASKS)
