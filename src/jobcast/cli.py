@@ -178,6 +178,62 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_rollback(args) -> int:
+    from jobs.rollback import run
+
+    out = run(_settings(), task=args.task, to_batch=args.to)
+    print(f"{args.task}: batch {out['live_batch_id']} is live; batch {out['rolled_back_batch_id']} rolled back")
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    from jobs.rollback import cleanup
+
+    settings = _settings()
+    for task in args.tasks:
+        cleaned = cleanup(settings, task=task)
+        print(f"{task}: cleaned {len(cleaned)} abandoned batch(es)" + (f": {cleaned}" if cleaned else ""))
+    return 0
+
+
+def cmd_create_reader(args) -> int:
+    from psycopg2 import sql
+
+    from jobcast.db.conn import connect
+
+    password = os.environ.get("JOBCAST_READER_PASSWORD") if args.password_env else None
+    conn = connect(_settings())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_roles where rolname = %s", (args.name,))
+            verb = "alter" if cur.fetchone() else "create"
+            stmt = sql.SQL(verb + " role {} login" + (" password {}" if password else "")).format(
+                sql.Identifier(args.name), *( [sql.Literal(password)] if password else []))
+            cur.execute(stmt)
+            cur.execute(sql.SQL("grant jobcast_reader to {}").format(sql.Identifier(args.name)))
+    finally:
+        conn.close()
+    print(f"{args.name}: login role in jobcast_reader (SELECT on predictions views and batches only)")
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from jobcast.db.conn import connect
+    from jobcast.docs import render
+
+    settings = _settings()
+    conn = connect(settings)
+    try:
+        text = render(conn)
+    finally:
+        conn.close()
+    out = settings.root / "docs" / "prediction-tables.md"
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_batches(args) -> int:
     from jobcast.report import batches_table
 
@@ -240,8 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="project-local PostgreSQL and migrations")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "migrate"])
-    db.set_defaults(fn=cmd_db)
+    dbsub = db.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop", "status", "url", "migrate"):
+        dbsub.add_parser(action).set_defaults(fn=cmd_db)
+    cr = dbsub.add_parser("create-reader", help="a login role for a web app in the read-only group jobcast_reader")
+    cr.add_argument("name")
+    cr.add_argument("--password-env", action="store_true", help="set the password from $JOBCAST_READER_PASSWORD")
+    cr.set_defaults(fn=cmd_create_reader)
 
     gen = sub.add_parser("generate", help="fill app.* and truth.* with deterministic demo data")
     gen.add_argument("--postings", type=int)
@@ -279,6 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--date", help="logical date (default: params.yaml run.date)")
     demo.add_argument("--skip-airflow", action="store_true")
     demo.set_defaults(fn=cmd_demo)
+
+    rb = sub.add_parser("rollback", help="make the previous (or a named) published batch live again")
+    rb.add_argument("task", choices=TASKS)
+    rb.add_argument("--to", type=int, help="batch_id to make live")
+    rb.set_defaults(fn=cmd_rollback)
+
+    cl = sub.add_parser("cleanup", help="fail and drop batches left behind by interrupted runs")
+    cl.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    cl.set_defaults(fn=cmd_cleanup)
+
+    sub.add_parser("docs", help="regenerate docs/prediction-tables.md from the database comments").set_defaults(fn=cmd_docs)
 
     b = sub.add_parser("batches", help="list prediction batches")
     b.add_argument("--task", choices=TASKS)

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -104,15 +104,19 @@ def _sql():
     return sql
 
 
-def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = False, chunk_rows: int = 100_000) -> dict:
+def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = False, chunk_rows: int = 100_000,
+            keep: int | None = None, on_phase: Callable[[str, int], None] | None = None) -> dict:
     """Publish one batch. Returns {batch_id, status, rows, live_batch_id, message}. Never changes the live
-    batch unless the new one is fully loaded and checked."""
+    batch unless the new one is fully loaded and checked. `keep`: prune to the newest N batches afterwards.
+    `on_phase(phase, batch_id)` is called as each phase starts (copy, index, attach, swap): for logs and
+    for the crash tests that kill a publisher mid-phase."""
     import psycopg2
     from psycopg2 import errors as pgerr
 
     sql = _sql()
     table, columns = TASK_TABLES[info.task]
     expected_rows = check_columns(parquet_dir, info.task)
+    phase = on_phase or (lambda name, bid: log.debug("publish %s batch %s: %s", info.task, bid, name))
     conn = conn_factory()
     conn.autocommit = True
     batch_id = None
@@ -139,6 +143,7 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
 
             # 1. Load into a standalone table that no reader can see.
             conn.autocommit = False
+            phase("copy", batch_id)
             cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, parent))
             copy = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
                 part, sql.SQL(", ").join(map(sql.Identifier, ("batch_id", *columns))))
@@ -153,6 +158,7 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             if loaded != expected_rows:
                 raise PublishError(f"{parquet_dir}: loaded {loaded} rows but the files hold {expected_rows}")
             # 2. Index and constrain it like the parent, so ATTACH needs no scan and lookups use the index.
+            phase("index", batch_id)
             try:
                 cur.execute(sql.SQL("create unique index on {} (batch_id, job_id)").format(part))
             except pgerr.UniqueViolation as exc:
@@ -168,6 +174,7 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
 
             # 3. Attach: SHARE UPDATE EXCLUSIVE on the parent; a short lock_timeout + retry so we never
             #    sit in a lock queue in front of readers.
+            phase("attach", batch_id)
             for attempt in range(1, ATTACH_RETRIES + 1):
                 try:
                     cur.execute("set local lock_timeout = %s", (ATTACH_LOCK_TIMEOUT,))
@@ -189,6 +196,7 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             cur.execute("select c.batch_id, b.logical_date::text from jobcast_internal.current_batch c "
                         "join predictions.batches b using (batch_id) where c.task = %s for update of c", (info.task,))
             live = cur.fetchone()
+            phase("swap", batch_id)  # inside the swap transaction, pointer row locked
             if live and live[1] > info.logical_date and not force:
                 message = (f"backfill: kept live batch {live[0]} for newer date {live[1]}; "
                            f"batch {batch_id} for {info.logical_date} recorded as history")
@@ -208,7 +216,8 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
                         "where batch_id = %s", (batch_id,))
             conn.commit()
             swap_s = time.perf_counter() - t1
-            return {"batch_id": batch_id, "status": "published", "rows": loaded, "live_batch_id": batch_id,
+            pruned = prune(conn, info.task, keep) if keep else []
+            return {"pruned": pruned, "batch_id": batch_id, "status": "published", "rows": loaded, "live_batch_id": batch_id,
                     "previous_batch_id": live[0] if live else None, "message": "published",
                     "load_seconds": round(load_s, 2), "swap_seconds": round(swap_s, 4)}
     except Exception as exc:
@@ -224,6 +233,133 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             conn.close()  # also releases the advisory lock
 
 
+def _drop_batch_table(cur, task: str, batch_id: int) -> None:
+    """Detach (if attached) and drop a batch's table without blocking readers.
+
+    DETACH ... CONCURRENTLY takes no lock that conflicts with readers; it waits for transactions that may
+    still read the partition, then finishes. A detach interrupted half way is FINALIZEd here.
+    """
+    sql = _sql()
+    table, _ = TASK_TABLES[task]
+    name = sql.Identifier(SCHEMA, f"{table}_b{batch_id}")
+    cur.execute(
+        """select c.relispartition, coalesce(i.inhdetachpending, false)
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+           left join pg_inherits i on i.inhrelid = c.oid
+           where n.nspname = %s and c.relname = %s""", (SCHEMA, f"{table}_b{batch_id}"))
+    row = cur.fetchone()
+    if row is None:
+        return
+    attached, pending = row
+    parent = sql.Identifier(SCHEMA, table)
+    if pending:
+        cur.execute(sql.SQL("alter table {} detach partition {} finalize").format(parent, name))
+    elif attached:
+        cur.execute(sql.SQL("alter table {} detach partition {} concurrently").format(parent, name))
+    cur.execute(sql.SQL("drop table {}").format(name))
+
+
+def prune(conn, task: str, keep: int) -> list[int]:
+    """Keep the data of the live batch and of the newest `keep` other loaded batches; drop the rest's tables.
+
+    Registry rows stay (history); only the storage goes. Runs in autocommit (DETACH CONCURRENTLY needs it).
+    """
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            """select b.batch_id from predictions.batches b
+               where b.task = %(task)s and b.status in ('superseded', 'rolled_back', 'failed')
+                 and b.batch_id not in (select batch_id from jobcast_internal.current_batch)
+                 and b.batch_id not in (
+                     select batch_id from predictions.batches
+                     where task = %(task)s and status in ('superseded', 'rolled_back')
+                       and batch_id not in (select batch_id from jobcast_internal.current_batch)
+                     order by batch_id desc limit %(keep)s)
+                 and to_regclass(format('%%I.%%I', %(schema)s, %(table)s || '_b' || b.batch_id)) is not null
+               order by b.batch_id""",
+            {"task": task, "keep": keep, "schema": SCHEMA, "table": TASK_TABLES[task][0]})
+        victims = [r[0] for r in cur.fetchall()]
+        for bid in victims:
+            _drop_batch_table(cur, task, bid)
+            cur.execute("update predictions.batches set message = coalesce(message || '; ', '') || 'data dropped by retention', "
+                        "updated_at = now() where batch_id = %s", (bid,))
+    return victims
+
+
+def rollback(conn, task: str, to_batch: int | None = None) -> dict:
+    """Make the previous (or a named) batch live again, in one short transaction; the current one becomes rolled_back."""
+    from psycopg2 import errors as pgerr
+
+    table, _ = TASK_TABLES[task]
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select pg_try_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
+            if not cur.fetchone()[0]:
+                raise PublishError(f"rollback {task}: a publish of {task} is running; retry when it has finished")
+            cur.execute("set local lock_timeout = '5s'")
+            cur.execute("select batch_id from jobcast_internal.current_batch where task = %s for update", (task,))
+            row = cur.fetchone()
+            if row is None:
+                raise PublishError(f"rollback {task}: no live batch to roll back")
+            current = row[0]
+            if to_batch is None:
+                cur.execute(
+                    """select batch_id from predictions.batches
+                       where task = %s and batch_id <> %s and published_at is not null and status = 'superseded'
+                         and to_regclass(format('%%I.%%I', %s, %s || '_b' || batch_id)) is not null
+                       order by published_at desc limit 1""", (task, current, SCHEMA, table))
+                found = cur.fetchone()
+                if found is None:
+                    raise PublishError(f"rollback {task}: no earlier published batch with data to return to "
+                                       "(retention may have dropped it); see `jobcast batches`")
+                target = found[0]
+            else:
+                cur.execute("select task, status from predictions.batches where batch_id = %s", (to_batch,))
+                found = cur.fetchone()
+                if found is None or found[0] != task:
+                    raise PublishError(f"rollback {task} --to {to_batch}: no such {task} batch")
+                if found[1] not in ("superseded", "rolled_back", "published"):
+                    raise PublishError(f"rollback {task} --to {to_batch}: batch is {found[1]}; only a batch that "
+                                       "passed validation and loaded fully can be made live")
+                cur.execute("select 1 from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+                            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s "
+                            "and not i.inhdetachpending", (SCHEMA, f"{table}_b{to_batch}"))
+                if cur.fetchone() is None:
+                    raise PublishError(f"rollback {task} --to {to_batch}: its data was dropped by retention")
+                target = to_batch
+            if target == current:
+                raise PublishError(f"rollback {task} --to {target}: already live")
+            cur.execute("update jobcast_internal.current_batch set batch_id = %s, switched_at = now() where task = %s",
+                        (target, task))
+            cur.execute("update predictions.batches set status = 'rolled_back', updated_at = now(), "
+                        "message = coalesce(message || '; ', '') || %s where batch_id = %s",
+                        (f"rolled back to batch {target}", current))
+            cur.execute("update predictions.batches set status = 'published', published_at = now(), updated_at = now() "
+                        "where batch_id = %s", (target,))
+        conn.commit()
+    except pgerr.LockNotAvailable as exc:
+        conn.rollback()
+        raise PublishError(f"rollback {task}: the pointer row is locked by another swap; retry") from exc
+    except Exception:
+        conn.rollback()
+        raise
+    return {"task": task, "live_batch_id": target, "rolled_back_batch_id": current}
+
+
+def cleanup(conn, task: str) -> list[int]:
+    """Fail and drop what interrupted runs left behind (loading/validated batches that are not live)."""
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
+        if not cur.fetchone()[0]:
+            raise PublishError(f"cleanup {task}: a publish of {task} is running; retry when it has finished")
+        try:
+            return _cleanup_abandoned(cur, task)
+        finally:
+            cur.execute("select pg_advisory_unlock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
+
+
 def _mark_failed(conn, batch_id: int, unattached_part, message: str) -> None:
     sql = _sql()
     conn.autocommit = True
@@ -234,21 +370,16 @@ def _mark_failed(conn, batch_id: int, unattached_part, message: str) -> None:
             cur.execute(sql.SQL("drop table if exists {}").format(unattached_part))
 
 
-def _cleanup_abandoned(cur, task: str) -> None:
+def _cleanup_abandoned(cur, task: str) -> list[int]:
     """Batches left 'loading'/'validated' by a killed run (we hold the task's lock, so none is in flight)."""
-    sql = _sql()
-    table, _ = TASK_TABLES[task]
     cur.execute(
         """update predictions.batches set status = 'failed', updated_at = now(),
                   message = coalesce(message || '; ', '') || 'abandoned by an interrupted run; cleaned up'
            where task = %s and status in ('loading', 'validated')
              and batch_id not in (select batch_id from jobcast_internal.current_batch)
            returning batch_id""", (task,))
-    for (bid,) in cur.fetchall():
-        name = f"{table}_b{bid}"
-        cur.execute("select c.relispartition from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-                    "where n.nspname = %s and c.relname = %s", (SCHEMA, name))
-        row = cur.fetchone()
-        if row and not row[0]:
-            cur.execute(sql.SQL("drop table {}").format(sql.Identifier(SCHEMA, name)))
+    abandoned = sorted(r[0] for r in cur.fetchall())
+    for bid in abandoned:
+        _drop_batch_table(cur, task, bid)
         log.warning("cleaned up batch %s of %s left behind by an interrupted run", bid, task)
+    return abandoned
