@@ -12,7 +12,6 @@ import io
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -74,43 +73,53 @@ def to_sql(url: str, df: pd.DataFrame, method) -> float:
     return elapsed
 
 
+def _reader_loop(url: str, seed: int, max_job: int, stop, out) -> None:
+    rng = np.random.default_rng(seed)
+    lat, errors = [], []
+    try:
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                cur.execute("select salary_p50, batch_id from predictions.job_salary where job_id = %s",
+                            (int(rng.integers(1, max_job)),))
+                if cur.fetchone() is None:
+                    errors.append("no row")
+                lat.append(time.perf_counter() - t0)
+        conn.close()
+    except Exception as exc:  # noqa: BLE001
+        errors.append(repr(exc))
+    out.put((lat, errors))
+
+
 class Readers:
-    """N threads looking up random job_ids through the public view; records latencies and errors."""
+    """N reader processes (web apps are separate processes; threads here would fight the publisher for the
+    GIL) looking up random job_ids through the public view; collects latencies and errors."""
 
     def __init__(self, url: str, n: int, max_job: int):
-        self.url, self.n, self.max_job = url, n, max_job
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.stop, self.out = ctx.Event(), ctx.Queue()
+        self.procs = [ctx.Process(target=_reader_loop, args=(url, i, max_job, self.stop, self.out)) for i in range(n)]
         self.lat: list[float] = []
         self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(n)]
-
-    def _run(self, i: int) -> None:
-        rng = np.random.default_rng(i)
-        conn = psycopg2.connect(self.url)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                while not self.stop.is_set():
-                    t0 = time.perf_counter()
-                    cur.execute("select salary_p50, batch_id from predictions.job_salary where job_id = %s",
-                                (int(rng.integers(1, self.max_job)),))
-                    if cur.fetchone() is None:
-                        self.errors.append("no row")
-                    self.lat.append(time.perf_counter() - t0)
-        except Exception as exc:  # noqa: BLE001
-            self.errors.append(repr(exc))
-        finally:
-            conn.close()
 
     def __enter__(self):
-        for t in self.threads:
-            t.start()
+        for p in self.procs:
+            p.start()
+        time.sleep(0.3)  # connected and warm
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
-        for t in self.threads:
-            t.join()
+        for _ in self.procs:
+            lat, errors = self.out.get()
+            self.lat += lat
+            self.errors += errors
+        for p in self.procs:
+            p.join()
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.lat, q)) * 1000 if self.lat else float("nan")
@@ -180,7 +189,8 @@ def main() -> None:
             long_conn.rollback()
             long_conn.close()
             rows += [
-                ("swap with a reader txn open", f"{res['swap_seconds'] * 1000:.1f} ms", f"whole publish {t_publish_long:.2f} s"),
+                ("swap with a reader txn open", f"{res['swap_seconds'] * 1000:.1f} ms",
+                 f"whole publish {t_publish_long:.2f} s (load {res['load_seconds']:.2f} s) with {args.readers} readers"),
                 ("readers meanwhile: max latency", f"{max(during.lat) * 1000:.1f} ms", f"{len(during.errors)} errors"),
             ]
         finally:

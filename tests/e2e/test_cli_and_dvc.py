@@ -71,3 +71,10 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     second = subprocess.run([DVC, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Running stage 'train@salary'" not in second.stdout  # unchanged inputs: not retrained
+
+
+def test_rollback_and_batches_commands(settings):
+    proc = jobcast("rollback", "salary")
+    assert proc.returncode == 2 and "no live batch to roll back" in proc.stderr
+    proc = jobcast("batches")
+    assert proc.returncode == 0 and proc.stdout.startswith(" batch task")
