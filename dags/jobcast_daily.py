@@ -49,10 +49,22 @@ def jobcast_daily():
         return run_step("extract", context)
 
     @task
+    def validate_raw(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("validate", context, layer="raw")
+
+    @task
     def features(**context):
         from jobcast.airflow import run_step
 
         return run_step("features", context)
+
+    @task
+    def validate_features(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("validate", context, layer="features")
 
     @task
     def score_salary(**context):
@@ -72,7 +84,7 @@ def jobcast_daily():
 
         return run_step("publish", context, task="salary")
 
-    extract() >> features() >> score_salary() >> validate_salary() >> publish_salary()
+    extract() >> validate_raw() >> features() >> validate_features() >> score_salary() >> validate_salary() >> publish_salary()
 
 
 jobcast_daily()

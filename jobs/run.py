@@ -23,7 +23,9 @@ def run(ctx: RunContext, *, tasks: tuple[str, ...] = ("salary",), retrain: bool 
         return result
 
     step(extract.run(ctx))
+    step(validate.run(ctx, layer="raw"))
     step(features.run(ctx))
+    step(validate.run(ctx, layer="features"))
     for task in tasks:
         if retrain or registry.champion(ctx.settings, task) is None:
             step(train.run(ctx, task=task))

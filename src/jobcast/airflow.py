@@ -47,7 +47,7 @@ def logical_day(context: dict[str, Any], timezone: str) -> dt.date:
     return logical.astimezone(ZoneInfo(timezone)).date()
 
 
-def run_step(step: str, context: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+def run_step(step: str, context: dict[str, Any], task: str | None = None, **step_kwargs: Any) -> dict[str, Any]:
     from jobcast.config import Settings
     from jobcast.context import RunContext
 
@@ -59,7 +59,7 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None) -> dic
     settings = Settings.load()
     ctx = RunContext(logical_date=logical_day(context, settings.param("run.timezone")), settings=settings,
                      run_id=str(context.get("run_id") or "airflow"))
-    kwargs: dict[str, Any] = {} if task is None else {"task": task}
+    kwargs: dict[str, Any] = {**step_kwargs, **({} if task is None else {"task": task})}
     if step == "publish":
         if params.get("dry_run"):
             from airflow.exceptions import AirflowSkipException

@@ -117,6 +117,8 @@ def cmd_step(args) -> int:
         kwargs["model_version"] = args.model_version
     if getattr(args, "force", False):
         kwargs["force"] = True
+    if getattr(args, "layer", None):
+        kwargs["layer"] = args.layer
     result = module.run(ctx, **kwargs)
     print(result.summary())
     return 0
@@ -324,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     dated("features", "Spark: raw snapshot -> data/features")
     dated("train", "train a model on a window of features; promote it if it passes the gate", task=True)
     dated("score", "Spark: score every open posting -> data/predictions", task=True).add_argument("--model-version")
-    dated("validate", "Great Expectations suite on the predictions; Data Docs", task=True)
+    dated("validate", "Great Expectations gate on a layer (raw, features, or a task's predictions); Data Docs",
+          task=True).add_argument("--layer", choices=["raw", "features", "predictions"], default="predictions")
     dated("publish", "COPY into PostgreSQL and make the batch live", task=True).add_argument(
         "--force", action="store_true", help="replace the live batch even if it is for a newer date")
 

@@ -32,9 +32,12 @@ def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["import_errors"] == {}
     dag = report["dags"]["jobcast_daily"]
-    assert dag["tasks"] == ["extract", "features", "publish_salary", "score_salary", "validate_salary"]
-    assert dag["downstream"] == {"extract": ["features"], "features": ["score_salary"], "score_salary": ["validate_salary"],
+    assert dag["tasks"] == ["extract", "features", "publish_salary", "score_salary", "validate_features",
+                            "validate_raw", "validate_salary"]
+    assert dag["downstream"] == {"extract": ["validate_raw"], "validate_raw": ["features"], "features": ["validate_features"],
+                                 "validate_features": ["score_salary"], "score_salary": ["validate_salary"],
                                  "validate_salary": ["publish_salary"], "publish_salary": []}
+    assert report["parse_seconds"] < 0.5, report["parse_seconds"]  # no work at import time
     assert set(dag["params"]) == {"tasks", "date", "model_version", "force", "dry_run"}
     assert dag["params"]["force"]["default"] is False and dag["params"]["tasks"]["default"] == ["salary"]
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 2

@@ -26,8 +26,8 @@ def open_postings(conn, date=SMALL_DATE):
 def test_daily_run_publishes_salary_predictions_a_web_app_can_read(settings, generated, conn, db_url):
     lines = []
     results = run.run(make_ctx(settings), echo=lines.append)
-    assert [r.step for r in results] == ["extract", "features", "train", "score", "validate", "publish"]
-    assert len(lines) == 6 and all("rows=" in line for line in lines)
+    assert [r.step for r in results] == ["extract", "validate", "features", "validate", "train", "score", "validate", "publish"]
+    assert len(lines) == 8 and all("rows=" in line for line in lines)
     batch = results[-1].ids["batch_id"]
 
     # A web app: its own connection, a lookup by job_id through the public view.
@@ -44,12 +44,12 @@ def test_daily_run_publishes_salary_predictions_a_web_app_can_read(settings, gen
         rel_mae = cur.fetchone()[0]
     app.close()
     assert n == distinct == open_postings(conn) and bmin == bmax == batch
-    assert 500_000 < p50 < 40_000_000 and model == results[2].ids["model_version"] and pdate == SMALL_DATE
+    assert 500_000 < p50 < 40_000_000 and model == results[4].ids["model_version"] and pdate == SMALL_DATE
     assert rel_mae < 0.15  # far better than guessing; model quality proper is issue 4's bench
 
     # Idempotent: re-running the date replaces that date's batch, nothing is duplicated.
     results2 = run.run(make_ctx(settings), echo=lines.append)
-    assert [r.step for r in results2] == ["extract", "features", "score", "validate", "publish"]  # champion exists
+    assert [r.step for r in results2] == ["extract", "validate", "features", "validate", "score", "validate", "publish"]
     with conn.cursor() as cur:
         cur.execute("select count(*), min(batch_id) from predictions.job_salary")
         assert cur.fetchone() == (n, results2[-1].ids["batch_id"])

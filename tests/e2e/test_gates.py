@@ -1,0 +1,59 @@
+"""Validation gates on raw data and features: a bad input fails the right gate, names the expectation,
+and nothing reaches the public views."""
+
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobcast.errors import ValidationFailed
+from jobcast.storage import partition, write_manifest
+
+from conftest import SMALL_DATE, make_ctx
+from jobs import extract, features, run, validate
+
+pytestmark = pytest.mark.e2e
+
+
+def live_batches(conn):
+    with conn.cursor() as cur:
+        cur.execute("select count(*), count(distinct batch_id), min(batch_id) from predictions.job_salary")
+        return cur.fetchone()
+
+
+def test_a_wrong_event_type_fails_the_raw_gate_and_publishes_nothing(settings, generated, conn):
+    first = run.run(make_ctx(settings), echo=lambda _: None)
+    before = live_batches(conn)
+    with conn.cursor() as cur:  # the app starts logging a new event type on that day
+        cur.execute("update app.events set event_type = 'click' where event_id in (select event_id from app.events "
+                    "where occurred_at >= '2026-09-29T15:00:00Z' and occurred_at < '2026-09-30T15:00:00Z' limit 5)")
+    with pytest.raises(ValidationFailed, match=r"raw_events failed 1 of 5 expectations: expect_column_values_to_be_in_set") as err:
+        run.run(make_ctx(settings), echo=lambda _: None)
+    assert "raw_events" in open(err.value.report_path, encoding="utf-8").read()
+    assert live_batches(conn) == before and before[2] == first[-1].ids["batch_id"]
+    verdict = json.loads((settings.reports_dir / "validations" / "raw_events" / f"dt={SMALL_DATE}.json").read_text())
+    assert verdict["success"] is False and verdict["failed"][0]["unexpected_count"] == 5
+
+
+def test_a_collapsing_source_fails_the_raw_gate(settings, generated):
+    ctx = make_ctx(settings)
+    extract.run(ctx)
+    prev = partition(settings.data_dir, "raw", "job_postings", date=(ctx.logical_date - dt.timedelta(days=1)).isoformat())
+    prev.mkdir(parents=True)
+    write_manifest(prev, {"rows": 100_000})  # yesterday had far more open postings
+    with pytest.raises(ValidationFailed, match="expect_table_row_count_to_be_between"):
+        validate.run(ctx, layer="raw")
+
+
+def test_tampered_features_fail_the_features_gate(settings, generated):
+    ctx = make_ctx(settings)
+    extract.run(ctx)
+    features.run(ctx)
+    validate.run(ctx, layer="features")  # passes as produced
+    f = next(partition(settings.data_dir, "features", date=SMALL_DATE).glob("*.parquet"))
+    t = pq.read_table(f)
+    pq.write_table(pa.concat_tables([t, t.slice(0, 3)]), f)  # duplicated postings
+    with pytest.raises(ValidationFailed, match="expect_column_values_to_be_unique.*expect_table_row_count_to_equal"):
+        validate.run(ctx, layer="features")
