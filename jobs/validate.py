@@ -42,7 +42,8 @@ def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.Data
 
     settings = ctx.settings
     outcome = validate_dataframe(df, settings.root / "expectations" / f"{suite}.json", settings.reports_dir,
-                                 batch_name=f"{subject}/dt={ctx.ds}", parameters=params, run_name=ctx.run_id)
+                                 batch_name=f"{subject}/dt={ctx.ds}", parameters=params, run_name=ctx.run_id,
+                                 keep_history=int(settings.param("validate.data_docs_keep_runs")))
     verdict = {
         "subject": subject, "suite": outcome.suite, "logical_date": ctx.ds, "success": outcome.success,
         "evaluated": outcome.evaluated, "failed": outcome.failed, "report_path": outcome.report_path,
@@ -100,6 +101,35 @@ def validate_features(ctx: RunContext) -> dict:
     })
 
 
+def live_reference(settings, task: str, column: str, sample: int = 50_000) -> dict | None:
+    """Quantile bins, median and size of the live batch of a task, or None when nothing is live yet."""
+    import numpy as np
+    from psycopg2 import sql
+
+    from jobcast.db.conn import connect
+    from jobcast.report import VIEWS
+
+    conn = connect(settings, application_name="jobcast-validate")
+    try:
+        with conn.cursor() as cur:
+            schema, view = VIEWS[task].split(".")
+            cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, view)))
+            rows = cur.fetchone()[0]
+            if rows == 0:
+                return None
+            cur.execute(sql.SQL("select {} from {} order by random() limit %s").format(
+                sql.Identifier(column), sql.Identifier(schema, view)), (sample,))
+            values = np.array([r[0] for r in cur.fetchall()], dtype=float)
+    finally:
+        conn.close()
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
+    if len(edges) < 2:  # a constant live batch: one narrow bin around it
+        edges = np.array([values[0] * 0.999, values[0] * 1.001])
+    weights, _ = np.histogram(values, bins=edges)
+    return {"rows": rows, "median": float(np.median(values)),
+            "partition": {"bins": edges.tolist(), "weights": (weights / weights.sum()).tolist()}}
+
+
 def validate_predictions(ctx: RunContext, task: str) -> dict:
     settings = ctx.settings
     preds = _need(partition(settings.data_dir, "predictions", task, date=ctx.ds), "predictions",
@@ -109,8 +139,31 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     bounds = settings.param(f"validate.{task}")
     params = {"expected_rows": int(manifest.get("expected_rows") or -1),
               "salary_min": float(bounds["min"]), "salary_max": float(bounds["max"])}
-    return _gate(ctx, task, f"predictions_{task}", preds, df, params,
-                 {"task": task, "model_version": manifest.get("model_version"), "predictions_version": dir_hash(preds)})
+    extra = {"task": task, "model_version": manifest.get("model_version"), "predictions_version": dir_hash(preds)}
+    verdict = _gate(ctx, task, f"predictions_{task}", preds, df, params, extra)
+    drift_suite = settings.root / "expectations" / f"drift_{task}.json"
+    live = live_reference(settings, task, "salary_p50") if drift_suite.is_file() else None
+    if live is None:
+        log.info("%s: no live batch yet, drift gate skipped", task)
+        return verdict
+    d = settings.param("validate.drift")
+    drift_params = {
+        "live_partition": live["partition"], "max_kl": float(d["max_kl"]),
+        "median_min": live["median"] * (1 - float(d["max_median_shift"])),
+        "median_max": live["median"] * (1 + float(d["max_median_shift"])),
+        "min_rows": int(live["rows"] * float(d["min_rows_ratio"])), "max_rows": int(live["rows"] * float(d["max_rows_ratio"])),
+        "min_non_null": 1.0 - float(d["max_null_rate"]),
+    }
+    try:
+        _gate(ctx, f"{task}_drift", f"drift_{task}", preds, df, drift_params, extra)
+    except ValidationFailed:
+        # The predictions verdict is what publish reads: record the drift failure there too.
+        drift = read_verdict(settings, f"{task}_drift", ctx.ds)
+        verdict.update(success=False, failed=verdict["failed"] + drift["failed"], report_path=drift["report_path"])
+        path = verdict_path(settings, task, ctx.ds)
+        path.write_text(json.dumps(verdict, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        raise
+    return verdict
 
 
 def run(ctx: RunContext, *, task: str = "salary", layer: str = "predictions") -> StepResult:

@@ -57,3 +57,30 @@ def test_tampered_features_fail_the_features_gate(settings, generated):
     pq.write_table(pa.concat_tables([t, t.slice(0, 3)]), f)  # duplicated postings
     with pytest.raises(ValidationFailed, match="expect_column_values_to_be_unique.*expect_table_row_count_to_equal"):
         validate.run(ctx, layer="features")
+
+
+def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(settings, generated, conn):
+    ctx = make_ctx(settings)
+    run.run(ctx, echo=lambda _: None)
+    before = live_batches(conn)
+    preds = partition(settings.data_dir, "predictions", "salary", date=SMALL_DATE)
+    f = next(preds.glob("*.parquet"))
+    t = pq.read_table(f)
+    # Plausible values (the predictions suite passes) but a broken model: the same salary for everyone.
+    pq.write_table(t.set_column(1, "salary_p50", pa.array([3_000_000.0] * t.num_rows)), f)
+    with pytest.raises(ValidationFailed, match="drift_salary failed .*expect_column_kl_divergence_to_be_less_than"):
+        validate.run(ctx)
+    from jobcast.errors import PublishError
+    from jobs import publish
+
+    with pytest.raises(PublishError, match="validation failed"):
+        publish.run(ctx)
+    assert live_batches(conn) == before
+
+
+def test_a_normal_rerun_passes_the_drift_gate(settings, generated, conn):
+    ctx = make_ctx(settings)
+    run.run(ctx, echo=lambda _: None)
+    out = run.run(ctx, echo=lambda _: None)  # same model, same data: no drift
+    assert out[-1].ids["status"] == "published"
+    assert (settings.reports_dir / "validations" / "salary_drift" / f"dt={SMALL_DATE}.json").is_file()

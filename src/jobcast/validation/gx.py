@@ -56,7 +56,26 @@ def load_suite(path: Path):
     return gx.ExpectationSuite(name=spec["name"], expectations=expectations, notes=spec.get("notes"))
 
 
-def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any], run_name: str) -> ValidationOutcome:
+def cap_history(gx_root: Path, suite: str, keep: int) -> int:
+    """Keep the newest `keep` validation runs of a suite (stored results and their Data Docs pages).
+
+    Data Docs render every stored result into the index; with thousands of runs it becomes unusable, so the
+    history is capped before each run and the index rebuilt from what remains."""
+    import shutil
+
+    removed = 0
+    for base in (gx_root / "uncommitted" / "validations" / suite, gx_root / "uncommitted" / "data_docs" / "local_site" / "validations" / suite):
+        if not base.is_dir():
+            continue
+        runs = sorted((p for p in base.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in runs[max(keep - 1, 0):]:  # room for the run about to happen
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
+                       run_name: str, keep_history: int = 30) -> ValidationOutcome:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
@@ -80,6 +99,8 @@ def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: s
         batch_def = asset.get_batch_definition("whole")
     except (KeyError, LookupError):
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
+    if cap_history(reports_dir / "gx", suite.name, keep_history):
+        context.build_data_docs()  # drop pruned runs from the index
     suite = context.suites.add_or_update(suite)
     vdef = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
