@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from conftest import REPO, SMALL_DATE, make_ctx
+from conftest import REPO, SMALL_DATE
 
 pytestmark = pytest.mark.e2e
 
@@ -37,25 +37,31 @@ def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):
     assert dag["downstream"] == {"extract": ["validate_raw"], "validate_raw": ["features"], "features": ["validate_features"],
                                  "validate_features": ["score_salary"], "score_salary": ["validate_salary"],
                                  "validate_salary": ["publish_salary"], "publish_salary": []}
-    assert report["parse_seconds"] < 0.5, report["parse_seconds"]  # no work at import time
+    assert report["parse_seconds"] < 0.5, report["parse_seconds"]  # both DAG files: no work at import time
+    train = report["dags"]["jobcast_train"]
+    assert train["downstream"] == {"extract": ["validate_raw"], "validate_raw": ["features"], "features": ["validate_features"],
+                                   "validate_features": ["train_salary"], "train_salary": []}
+    assert set(train["params"]) == {"tasks", "date"} and train["max_active_runs"] == 1
     assert set(dag["params"]) == {"tasks", "date", "model_version", "force", "dry_run"}
     assert dag["params"]["force"]["default"] is False and dag["params"]["tasks"]["default"] == ["salary"]
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 2
 
 
-def test_airflow_dags_test_runs_the_daily_dag_green(airflow_home, settings, generated, db_url):
-    from jobs import extract, features, train
-
-    ctx = make_ctx(settings)  # the daily DAG scores with the champion: train one first
-    extract.run(ctx)
-    features.run(ctx)
-    train.run(ctx)
-    env = {**airflow_home, **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
-    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "jobcast_daily", SMALL_DATE],
+def dags_test(env, dag_id, date):
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, date],
                           env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "state=success" in log
+    return log
+
+
+def test_airflow_dags_test_trains_then_runs_the_daily_dag_green(airflow_home, settings, generated, db_url):
+    env = {**airflow_home, **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
+    log = dags_test(env, "jobcast_train", SMALL_DATE)  # the daily DAG scores with the champion
+    assert "promoted: no champion yet" in log
+    assert (settings.models_dir / "salary" / "champion.json").is_file()
+    dags_test(env, "jobcast_daily", SMALL_DATE)
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
         cur.execute("select count(*), count(distinct batch_id), min(prediction_date)::text from predictions.job_salary")
         n, batches, pdate = cur.fetchone()

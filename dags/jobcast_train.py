@@ -1,0 +1,70 @@
+"""jobcast_train: retrain the models on the latest feature window; the gate promotes or keeps the champion.
+
+Wiring only, like jobcast_daily. The train step logs (and returns in XCom) why it promoted or kept.
+"""
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+TZ = "Asia/Tokyo"
+
+
+def _on_failure(context):
+    from jobcast.airflow import on_failure
+
+    on_failure(context)
+
+
+@dag(
+    dag_id="jobcast_train",
+    # Weekly, Monday 01:00 for the week just ended; trigger it by hand when the data shifts.
+    schedule=CronDataIntervalTimetable("0 1 * * 1", timezone=TZ),
+    start_date=pendulum.datetime(2026, 9, 1, tz=TZ),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5), "on_failure_callback": _on_failure},
+    params={
+        "tasks": Param(["salary"], type="array", items={"type": "string", "enum": ["salary"]},
+                       title="Models", description="Which models to retrain."),
+        "date": Param(None, type=["null", "string"], format="date", title="Training date",
+                      description="Train on the feature window ending on this date instead of the run's logical date."),
+    },
+    tags=["jobcast"],
+    doc_md=__doc__,
+)
+def jobcast_train():
+    @task
+    def extract(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("extract", context)
+
+    @task
+    def validate_raw(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("validate", context, layer="raw")
+
+    @task
+    def features(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("features", context)
+
+    @task
+    def validate_features(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("validate", context, layer="features")
+
+    @task
+    def train_salary(**context):
+        from jobcast.airflow import run_step
+
+        return run_step("train", context, task="salary")
+
+    extract() >> validate_raw() >> features() >> validate_features() >> train_salary()
+
+
+jobcast_train()
