@@ -22,7 +22,8 @@ def all_env():
 
 def test_compose_defines_the_database_and_every_airflow_service():
     assert {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer"} <= set(COMPOSE["services"])
+            "airflow-triggerer", "spark-master", "spark-worker"} <= set(COMPOSE["services"])
+    assert all_env()["JOBCAST_SPARK_MASTER"] == "spark://spark-master:7077"  # configuration, not code
     for name, svc in COMPOSE["services"].items():
         assert "image" in svc, name
         if name != "postgres":
