@@ -54,7 +54,7 @@ def jobcast_daily():
 
         return run_step("validate", context, layer="raw")
 
-    @task
+    @task(pool="jobcast_spark")  # Spark steps share one pool: a backfill cannot starve the daily run
     def features(**context):
         from jobcast.airflow import run_step
 
@@ -66,7 +66,7 @@ def jobcast_daily():
 
         return run_step("validate", context, layer="features")
 
-    @task
+    @task(pool="jobcast_spark")
     def score_salary(**context):
         from jobcast.airflow import run_step
 

@@ -46,7 +46,7 @@ def jobcast_train():
 
         return run_step("validate", context, layer="raw")
 
-    @task
+    @task(pool="jobcast_spark")  # Spark steps share one pool: a backfill cannot starve the daily run
     def features(**context):
         from jobcast.airflow import run_step
 

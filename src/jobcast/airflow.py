@@ -15,10 +15,17 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def airflow_env(root: Path) -> dict[str, str]:
+SPARK_POOL = "jobcast_spark"
+SPARK_POOL_SLOTS = 1  # one Spark-heavy task at a time on a 2-core machine: a backfill cannot starve the daily run
+
+
+def airflow_env(root: Path, port: int | None = None) -> dict[str, str]:
     """Environment for a project-local Airflow: home in .airflow/, SQLite metadata, LocalExecutor, small parallelism."""
     home = root / ".airflow"
+    port = port or int(os.environ.get("AIRFLOW__API__PORT", "8080"))
     return {
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -282,7 +282,11 @@ def cmd_airflow(args) -> int:
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///") and not (home / "airflow.db").exists():
+        from jobcast.airflow import SPARK_POOL, SPARK_POOL_SLOTS
+
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([airflow, "pools", "set", SPARK_POOL, str(SPARK_POOL_SLOTS), "jobcast Spark steps (features, score)"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
     rest = list(args.airflow_args)
     if rest[:1] == ["--"]:
         rest = rest[1:]

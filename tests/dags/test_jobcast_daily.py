@@ -14,16 +14,24 @@ from conftest import REPO, SMALL_DATE
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory):
+def make_airflow_home(home: Path) -> dict:
+    """A private AIRFLOW_HOME prepared the way users get it: `jobcast airflow` migrates and creates the pool."""
     from jobcast.airflow import airflow_env
 
-    home = tmp_path_factory.mktemp("airflow")
-    env = {**os.environ, **airflow_env(REPO), "AIRFLOW_HOME": str(home),
+    from conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, **airflow_env(REPO, port=port), "AIRFLOW_HOME": str(home),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "airflow", "pools", "list"], env=env,
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and "jobcast_spark" in proc.stdout, proc.stderr[-2000:]
     return env
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory):
+    return make_airflow_home(tmp_path_factory.mktemp("airflow"))
 
 
 def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):

@@ -1,0 +1,83 @@
+"""A real Airflow (standalone: scheduler, api-server, dag-processor, triggerer) running
+`airflow backfill create` over three past dates: one batch per date, the newer live batch stays live."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from conftest import REPO, make_ctx
+from jobs import run
+from test_jobcast_daily import make_airflow_home
+
+pytestmark = pytest.mark.e2e
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def airflow(env, *args, timeout=120):
+    return subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_backfill_over_three_dates_keeps_the_newer_batch_live(tmp_path, settings, generated, db_url):
+    live = run.run(make_ctx(settings, "2026-09-30"), echo=lambda _: None)[-1].ids["batch_id"]  # today's batch
+    env = {**make_airflow_home(tmp_path / "airflow"), **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
+    port = env["AIRFLOW__API__PORT"]
+    log = (tmp_path / "standalone.log").open("w")
+    standalone = subprocess.Popen([str(Path(sys.executable).parent / "jobcast"), "airflow", "standalone"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5))
+                if health["scheduler"]["status"] == "healthy" and health["dag_processor"]["status"] == "healthy":
+                    break
+            except OSError:
+                pass
+            assert standalone.poll() is None and time.monotonic() < deadline, (tmp_path / "standalone.log").read_text()[-3000:]
+            time.sleep(2)
+        while "jobcast_daily" not in airflow(env, "dags", "list").stdout:  # parsed by the dag-processor
+            assert time.monotonic() < deadline
+            time.sleep(2)
+        created = airflow(env, "backfill", "create", "--dag-id", "jobcast_daily", "--from-date", "2026-09-26",
+                          "--to-date", "2026-09-29", "--max-active-runs", "1")
+        assert created.returncode == 0, created.stderr[-2000:]
+        assert airflow(env, "dags", "unpause", "jobcast_daily").returncode == 0  # backfills of a paused DAG wait
+        deadline = time.monotonic() + 900
+        while True:
+            out = airflow(env, "dags", "list-runs", "jobcast_daily", "-o", "json").stdout
+            rows = [line for line in out.splitlines() if line.startswith("[{") or line.strip() == "[]"]
+            runs = json.loads(rows[-1]) if rows else []  # log warnings may precede the JSON line
+            backfills = [r for r in runs if r["run_id"].startswith("backfill__")]
+            if len(backfills) == 3 and all(r["state"] in ("success", "failed") for r in backfills):
+                break
+            assert time.monotonic() < deadline, runs
+            time.sleep(5)
+        assert [r["state"] for r in backfills] == ["success"] * 3, backfills
+    finally:
+        os.killpg(standalone.pid, signal.SIGTERM)
+        standalone.wait(60)
+    # Stopping by process group leaves nothing behind.
+    left = subprocess.run(["pgrep", "-f", f"AIRFLOW_HOME={tmp_path}|{tmp_path}/airflow"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+    with psycopg2.connect(db_url) as c, c.cursor() as cur:
+        cur.execute("""select logical_date::text, status, message from predictions.batches
+                       where run_id like 'backfill__%%' order by logical_date""")
+        rows = cur.fetchall()
+        cur.execute("select b.batch_id, b.logical_date::text from jobcast_internal.current_batch c "
+                    "join predictions.batches b using (batch_id) where c.task = 'salary'")
+        live_now, live_date = cur.fetchone()
+    assert [r[0] for r in rows] == ["2026-09-27", "2026-09-28", "2026-09-29"]  # one batch per date
+    assert all(status == "superseded" and "backfill" in message for _, status, message in rows)
+    # The live batch is the newest date: today's 2026-09-30 batch, or a newer scheduled run's if the
+    # unpaused DAG ran its latest interval meanwhile; never a backfilled date.
+    assert live_date >= "2026-09-30" and (live_now == live or live_date > "2026-09-30")
