@@ -8,13 +8,9 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from jobcast.airflow_tasks import SPARK_POOL, on_failure, prepare_day
+
 TZ = "Asia/Tokyo"
-
-
-def _on_failure(context):
-    from jobcast.airflow import on_failure
-
-    on_failure(context)
 
 
 @dag(
@@ -25,7 +21,7 @@ def _on_failure(context):
     start_date=pendulum.datetime(2026, 9, 1, tz=TZ),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2), "on_failure_callback": _on_failure},
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2), "on_failure_callback": on_failure},
     params={
         "tasks": Param(["salary"], type="array", items={"type": "string", "enum": ["salary"]},
                        title="Predictions", description="Which prediction tasks to score and publish."),
@@ -42,31 +38,7 @@ def _on_failure(context):
     doc_md=__doc__,
 )
 def jobcast_daily():
-    @task
-    def extract(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("extract", context)
-
-    @task
-    def validate_raw(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("validate", context, layer="raw")
-
-    @task(pool="jobcast_spark")  # Spark steps share one pool: a backfill cannot starve the daily run
-    def features(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("features", context)
-
-    @task
-    def validate_features(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("validate", context, layer="features")
-
-    @task(pool="jobcast_spark")
+    @task(pool=SPARK_POOL)
     def score_salary(**context):
         from jobcast.airflow import run_step
 
@@ -84,7 +56,7 @@ def jobcast_daily():
 
         return run_step("publish", context, task="salary")
 
-    extract() >> validate_raw() >> features() >> validate_features() >> score_salary() >> validate_salary() >> publish_salary()
+    prepare_day() >> score_salary() >> validate_salary() >> publish_salary()
 
 
 jobcast_daily()

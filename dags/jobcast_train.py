@@ -7,13 +7,9 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from jobcast.airflow_tasks import SPARK_POOL, on_failure, prepare_day
+
 TZ = "Asia/Tokyo"
-
-
-def _on_failure(context):
-    from jobcast.airflow import on_failure
-
-    on_failure(context)
 
 
 @dag(
@@ -23,7 +19,7 @@ def _on_failure(context):
     start_date=pendulum.datetime(2026, 9, 1, tz=TZ),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5), "on_failure_callback": _on_failure},
+    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5), "on_failure_callback": on_failure},
     params={
         "tasks": Param(["salary"], type="array", items={"type": "string", "enum": ["salary"]},
                        title="Models", description="Which models to retrain."),
@@ -35,36 +31,12 @@ def _on_failure(context):
 )
 def jobcast_train():
     @task
-    def extract(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("extract", context)
-
-    @task
-    def validate_raw(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("validate", context, layer="raw")
-
-    @task(pool="jobcast_spark")  # Spark steps share one pool: a backfill cannot starve the daily run
-    def features(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("features", context)
-
-    @task
-    def validate_features(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("validate", context, layer="features")
-
-    @task
     def train_salary(**context):
         from jobcast.airflow import run_step
 
         return run_step("train", context, task="salary")
 
-    extract() >> validate_raw() >> features() >> validate_features() >> train_salary()
+    prepare_day() >> train_salary()
 
 
 jobcast_train()

@@ -15,7 +15,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-SPARK_POOL = "jobcast_spark"
+SPARK_POOL = "jobcast_spark"  # the pool the DAGs' Spark tasks use (jobcast.airflow_tasks)
 SPARK_POOL_SLOTS = 1  # one Spark-heavy task at a time on a 2-core machine: a backfill cannot starve the daily run
 
 

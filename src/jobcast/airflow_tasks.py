@@ -1,0 +1,49 @@
+"""Task definitions shared by the DAG files: thin @task wrappers over jobs/, imported at parse time.
+
+Only airflow.sdk at module level; each task imports jobcast.airflow (and through it jobs/) when it runs.
+"""
+
+from airflow.sdk import task
+
+from jobcast.airflow import SPARK_POOL  # stdlib-only module: cheap at parse time
+
+
+@task
+def extract(**context):
+    from jobcast.airflow import run_step
+
+    return run_step("extract", context)
+
+
+@task
+def validate_raw(**context):
+    from jobcast.airflow import run_step
+
+    return run_step("validate", context, layer="raw")
+
+
+@task(pool=SPARK_POOL)
+def features(**context):
+    from jobcast.airflow import run_step
+
+    return run_step("features", context)
+
+
+@task
+def validate_features(**context):
+    from jobcast.airflow import run_step
+
+    return run_step("validate", context, layer="features")
+
+
+def prepare_day():
+    """extract → validate_raw → features → validate_features for the run's date; returns the last task."""
+    last = validate_features()
+    extract() >> validate_raw() >> features() >> last
+    return last
+
+
+def on_failure(context):
+    from jobcast.airflow import on_failure as log_failure
+
+    log_failure(context)
