@@ -31,9 +31,9 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
     if not verdict["success"]:
         raise PublishError(f"{preds}: validation failed ({len(verdict['failed'])} expectations); "
                            f"nothing published; report: {verdict['report_path']}")
-    if verdict["predictions_version"] != version:
+    if verdict["content_version"] != version:
         raise PublishError(f"{preds}: predictions changed after validation (hash {version[:12]} != validated "
-                           f"{verdict['predictions_version'][:12]}); validate again")
+                           f"{verdict['content_version'][:12]}); validate again")
     manifest = read_manifest(preds)
     with timed_step("publish", ctx, task) as res:
         out = publish(
