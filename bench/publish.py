@@ -37,8 +37,9 @@ def free_port() -> int:
 
 def make_batch(directory: Path, rows: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
+    p50 = rng.lognormal(np.log(4e6), 0.3, rows)
     df = pd.DataFrame({"job_id": np.arange(1, rows + 1, dtype=np.int64),
-                       "salary_p50": rng.lognormal(np.log(4e6), 0.3, rows)})
+                       "salary_p10": p50 * 0.75, "salary_p50": p50, "salary_p90": p50 * 1.3})
     directory.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), directory / "part-00000.parquet")
     return df
@@ -48,7 +49,8 @@ def bare_copy(url: str, parquet_dir: Path) -> float:
     conn = psycopg2.connect(url)
     t0 = time.perf_counter()
     with conn, conn.cursor() as cur:
-        cur.execute("create table bench_bare (batch_id bigint, job_id bigint, salary_p50 double precision)")
+        cur.execute("create table bench_bare (batch_id bigint, job_id bigint, salary_p10 double precision, "
+                    "salary_p50 double precision, salary_p90 double precision)")
         for f in parquet_dir.glob("*.parquet"):
             for rb in pq.ParquetFile(f).iter_batches(batch_size=100_000):
                 t = pa.Table.from_batches([rb])
@@ -82,7 +84,7 @@ def _reader_loop(url: str, seed: int, max_job: int, stop, out) -> None:
         with conn.cursor() as cur:
             while not stop.is_set():
                 t0 = time.perf_counter()
-                cur.execute("select salary_p50, batch_id from predictions.job_salary where job_id = %s",
+                cur.execute("select salary_p10, salary_p50, salary_p90, batch_id from predictions.job_salary where job_id = %s",
                             (int(rng.integers(1, max_job)),))
                 if cur.fetchone() is None:
                     errors.append("no row")

@@ -8,7 +8,8 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from jobcast.airflow_tasks import SPARK_POOL, on_failure, prepare_day
+from jobcast import TASKS
+from jobcast.airflow_tasks import on_failure, prepare_day, publish, score, validate_predictions
 
 TZ = "Asia/Tokyo"
 
@@ -23,12 +24,13 @@ TZ = "Asia/Tokyo"
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2), "on_failure_callback": on_failure},
     params={
-        "tasks": Param(["salary"], type="array", items={"type": "string", "enum": ["salary"]},
-                       title="Predictions", description="Which prediction tasks to score and publish."),
+        "tasks": Param(list(TASKS), type="array", items={"type": "string", "enum": list(TASKS)},
+                       title="Predictions", description="Which prediction tasks to score and publish (the others are skipped)."),
         "date": Param(None, type=["null", "string"], format="date", title="Logical date override",
                       description="Process this date (YYYY-MM-DD) instead of the run's logical date."),
-        "model_version": Param(None, type=["null", "string"], title="Pin a model version",
-                               description="Score with models/<task>/<version> instead of the champion."),
+        "model_versions": Param({}, type="object", title="Pin model versions",
+                                description='Score with these versions instead of the champions, e.g. {"salary": "20261030-1a2b3c4d"} '
+                                            "(models/<task>/<version>; `jobcast models list --task salary`)."),
         "force": Param(False, type="boolean", title="Force publish",
                        description="Make the batch live even if a newer date's batch is live (breaks the backfill policy)."),
         "dry_run": Param(False, type="boolean", title="Dry run",
@@ -38,25 +40,13 @@ TZ = "Asia/Tokyo"
     doc_md=__doc__,
 )
 def jobcast_daily():
-    @task(pool=SPARK_POOL)
-    def score_salary(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("score", context, task="salary")
-
-    @task
-    def validate_salary(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("validate", context, task="salary")
-
-    @task
-    def publish_salary(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("publish", context, task="salary")
-
-    prepare_day() >> score_salary() >> validate_salary() >> publish_salary()
+    ready = prepare_day()
+    # The three predictions are independent branches; Spark scoring shares one pool, the rest run in parallel.
+    for name in TASKS:
+        (ready
+         >> score.override(task_id=f"score_{name}")(name)
+         >> validate_predictions.override(task_id=f"validate_{name}")(name)
+         >> publish.override(task_id=f"publish_{name}")(name))
 
 
 jobcast_daily()

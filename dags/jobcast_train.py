@@ -1,4 +1,4 @@
-"""jobcast_train: retrain the models on the latest feature window; the gate promotes or keeps the champion.
+"""jobcast_train: build the training window, retrain the three models; the gate promotes or keeps each champion.
 
 Wiring only, like jobcast_daily. The train step logs (and returns in XCom) why it promoted or kept.
 """
@@ -7,7 +7,8 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from jobcast.airflow_tasks import SPARK_POOL, on_failure, prepare_day
+from jobcast import TASKS
+from jobcast.airflow_tasks import on_failure, prepare_day, train, window
 
 TZ = "Asia/Tokyo"
 
@@ -21,7 +22,7 @@ TZ = "Asia/Tokyo"
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5), "on_failure_callback": on_failure},
     params={
-        "tasks": Param(["salary"], type="array", items={"type": "string", "enum": ["salary"]},
+        "tasks": Param(list(TASKS), type="array", items={"type": "string", "enum": list(TASKS)},
                        title="Models", description="Which models to retrain."),
         "date": Param(None, type=["null", "string"], format="date", title="Training date",
                       description="Train on the feature window ending on this date instead of the run's logical date."),
@@ -30,13 +31,9 @@ TZ = "Asia/Tokyo"
     doc_md=__doc__,
 )
 def jobcast_train():
-    @task
-    def train_salary(**context):
-        from jobcast.airflow import run_step
-
-        return run_step("train", context, task="salary")
-
-    prepare_day() >> train_salary()
+    built = prepare_day() >> window()
+    for name in TASKS:
+        built >> train.override(task_id=f"train_{name}")(name)
 
 
 jobcast_train()

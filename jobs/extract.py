@@ -1,7 +1,12 @@
-"""extract: the logical date's snapshot of the source tables (open postings, the day's events) to Parquet."""
+"""extract: the logical date's snapshot of the source tables to Parquet.
+
+raw/job_postings/dt=D: postings open at the end of D. raw/events/dt=D: events from features.event_window_days
+before D to the end of D, so every date's features and labels come from its own snapshot (a backfill of any
+date needs nothing from other dates' runs)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 
@@ -40,6 +45,8 @@ def run(ctx: RunContext) -> StepResult:
     settings = ctx.settings
     tz = settings.param("run.timezone")
     day_start, day_end = day_bounds(ctx.logical_date, tz)
+    lookback = int(settings.param("features.event_window_days"))
+    events_since, _ = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)
     with timed_step("extract", ctx) as res:
         conn = connect(settings, application_name="jobcast-extract")
         try:
@@ -52,7 +59,7 @@ def run(ctx: RunContext) -> StepResult:
                     text = (settings.root / "sql" / "queries" / query_file).read_text(encoding="utf-8")
                     try:
                         tables[name] = _read_query(
-                            cur, text, {"day_start": day_start, "day_end": day_end}, settings.source_schema, types
+                            cur, text, {"day_start": day_start, "day_end": day_end, "events_since": events_since}, settings.source_schema, types
                         )
                     except Exception as exc:  # psycopg2 errors name the missing table/column
                         if isinstance(exc, InputDataError):
@@ -76,7 +83,8 @@ def run(ctx: RunContext) -> StepResult:
                 f"{where}: {len(dupes)} duplicate job_id values (e.g. job_id={dupes[0]}); expected job_id unique"
             )
         if tables["events"].num_rows == 0:
-            log.warning("%s.events has no events on %s: event features will be empty for this day", settings.source_schema, ctx.ds)
+            log.warning("%s.events has no events from %s to the end of %s: event features will be zero",
+                        settings.source_schema, events_since.date(), ctx.ds)
 
         for name, table in tables.items():
             final = partition(settings.data_dir, "raw", name, date=ctx.ds)
@@ -84,7 +92,8 @@ def run(ctx: RunContext) -> StepResult:
                 tmp.mkdir(parents=True)
                 pq.write_table(table, tmp / "part-00000.parquet", compression="zstd")
                 write_manifest(tmp, {"table": name, "rows": table.num_rows, "logical_date": ctx.ds,
-                                     "day_start": day_start, "day_end": day_end})
+                                     "day_start": day_start, "day_end": day_end,
+                                     **({"events_since": events_since} if name == "events" else {})})
             res.paths[name] = str(final)
             res.metrics[f"{name}_rows"] = table.num_rows
             res.ids[f"{name}_version"] = dir_hash(final)[:12]

@@ -1,5 +1,7 @@
 """features: a Spark job from the raw snapshot to one feature row per open posting (data/features/dt=D).
 
+Event aggregates use only the snapshot's events before the logical date (the day's own events are labels).
+
 Runs in-process (CLI, Airflow, DVC) or under spark-submit: `spark-submit jobs/features.py --date D`.
 """
 
@@ -16,15 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext) -> StepResult:
-    from jobcast.features.transforms import CleanRules, clean_postings, posting_features
+    from jobcast.features.transforms import CleanRules, clean_postings, event_features, posting_features
 
     settings = ctx.settings
     raw = partition(settings.data_dir, "raw", "job_postings", date=ctx.ds)
-    if not raw.is_dir():
-        raise InputDataError(f"{raw}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
+    raw_events = partition(settings.data_dir, "raw", "events", date=ctx.ds)
+    for path in (raw, raw_events):
+        if not path.is_dir():
+            raise InputDataError(f"{path}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
     buckets = int(settings.param("features.text_hash_buckets"))
     rules = CleanRules(float(settings.param("clean.salary_min_plausible")), float(settings.param("clean.salary_max_plausible")))
-    _, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
+    day_start, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
+    smoothing = float(settings.param("features.rate_smoothing_views"))
 
     with timed_step("features", ctx) as res:
         spark = ctx.spark()
@@ -36,7 +41,8 @@ def run(ctx: RunContext) -> StepResult:
                 example = touched[name].select("job_id").orderBy("job_id").first()[0]
                 log.warning("%s: %d postings %s (e.g. job_id=%s); handled as documented in docs/source-contract.md",
                             raw, n, name.replace("_", " "), example)
-        features = posting_features(kept, ctx.logical_date, day_end, buckets)
+        events = event_features(spark.read.parquet(str(raw_events)), kept, day_start, smoothing)
+        features = posting_features(kept, ctx.logical_date, day_end, buckets, events)
         final = partition(settings.data_dir, "features", date=ctx.ds)
         with atomic_dir(final) as tmp:
             features.write.parquet(str(tmp))
@@ -45,7 +51,7 @@ def run(ctx: RunContext) -> StepResult:
             raw_rows = read_manifest(raw).get("rows")
             write_manifest(tmp, {
                 "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text_hash_buckets": buckets,
-                "raw_version": dir_hash(raw), **counts,
+                "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts,
             })
         res.rows = n
         res.paths["features"] = str(final)

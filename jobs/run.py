@@ -8,7 +8,7 @@ from typing import Callable
 from jobcast.context import RunContext, StepResult
 from jobcast.models import registry
 
-from jobs import extract, features, publish, score, train, validate
+from jobs import extract, features, publish, score, train, validate, window
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,11 @@ def run(ctx: RunContext, *, tasks: tuple[str, ...] = ("salary",), retrain: bool 
     step(validate.run(ctx, layer="raw"))
     step(features.run(ctx))
     step(validate.run(ctx, layer="features"))
+    to_train = [t for t in tasks if retrain or registry.champion(ctx.settings, t) is None]
+    if to_train:
+        step(window.run(ctx))
     for task in tasks:
-        if retrain or registry.champion(ctx.settings, task) is None:
+        if task in to_train:
             step(train.run(ctx, task=task))
         step(score.run(ctx, task=task))
         step(validate.run(ctx, task=task))

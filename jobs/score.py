@@ -11,37 +11,35 @@ from pathlib import Path
 from typing import Iterator
 
 from jobcast.context import RunContext, StepResult, timed_step
-from jobcast.errors import InputDataError, ModelError
+from jobcast.errors import InputDataError
 from jobcast.models import registry
+from jobcast.models.task_models import OUTPUT_SCHEMA, Predictor, check_task
 from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
 
 log = logging.getLogger(__name__)
 
-OUTPUT_SCHEMA = {"salary": "job_id long, salary_p50 double"}
-_PREDICTORS: dict[str, object] = {}  # per Python worker process: model dir -> loaded Predictor
+_PREDICTORS: dict[tuple[str, str], Predictor] = {}  # per Python worker process: (task, model dir) -> Predictor
 
 
-def _predictor(model_dir: str):
-    pred = _PREDICTORS.get(model_dir)
+def _predictor(task: str, model_dir: str) -> Predictor:
+    key = (task, model_dir)
+    pred = _PREDICTORS.get(key)
     if pred is None:
-        from jobcast.models.salary import Predictor
-
-        pred = _PREDICTORS[model_dir] = Predictor(Path(model_dir))
+        pred = _PREDICTORS[key] = Predictor.load(task, Path(model_dir))
     return pred
 
 
-def score_batches(model_dir: str):
+def score_batches(task: str, model_dir: str):
     """The mapInPandas function: one model per worker, one thread per Spark task (Spark already parallelises)."""
     def fn(batches: Iterator) -> Iterator:
-        model = _predictor(model_dir)
+        model = _predictor(task, model_dir)
         for pdf in batches:
             yield model.predict(pdf, num_threads=1)
     return fn
 
 
 def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = None) -> StepResult:
-    if task not in OUTPUT_SCHEMA:
-        raise ModelError(f"score --task {task}: only {sorted(OUTPUT_SCHEMA)} implemented so far")
+    check_task(task)
     settings = ctx.settings
     feats = partition(settings.data_dir, "features", date=ctx.ds)
     if not feats.is_dir():
@@ -51,14 +49,13 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
     feat_manifest = read_manifest(feats)
 
     with timed_step("score", ctx, task) as res:
-        from jobcast.models.salary import Predictor
-
-        schema = Predictor(model_dir).schema  # fail here, in the driver, with a clear message
+        model = _predictor(task, str(model_dir.resolve()))  # fail here, in the driver, with a clear message
+        schema = model.schema
         spark = ctx.spark()
         df = spark.read.parquet(str(feats))
         schema.check(df.columns, feat_manifest.get("text_hash_buckets"), f"model {meta['version']} on {feats}")
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
-        scored = df.select("job_id", *schema.columns).mapInPandas(score_batches(str(model_dir.resolve())), OUTPUT_SCHEMA[task])
+        scored = df.select("job_id", *schema.columns).mapInPandas(score_batches(task, str(model_dir.resolve())), OUTPUT_SCHEMA[task])
         final = partition(settings.data_dir, "predictions", task, date=ctx.ds)
         with atomic_dir(final) as tmp:
             scored.write.parquet(str(tmp))
@@ -67,6 +64,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
             write_manifest(tmp, {
                 "task": task, "logical_date": ctx.ds, "rows": n, "model_version": meta["version"],
                 "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),
+                **({"labels": model.labels} if model.labels else {}),
             })
         res.rows = n
         res.paths["predictions"] = str(final)

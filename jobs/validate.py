@@ -101,27 +101,39 @@ def validate_features(ctx: RunContext) -> dict:
     })
 
 
-def live_reference(settings, task: str, column: str, sample: int = 50_000) -> dict | None:
-    """Quantile bins, median and size of the live batch of a task, or None when nothing is live yet."""
+def live_reference(settings, task: str, sample: int = 50_000) -> dict | None:
+    """The live batch of a task as the drift gate's reference, or None when nothing is live yet.
+
+    A number (salary_p50, cvr): decile bins of a random sample of up to `sample` rows, and its median. A
+    category: the exact share of each category in the live batch (a GROUP BY over one partition)."""
     import numpy as np
     from psycopg2 import sql
 
     from jobcast.db.conn import connect
-    from jobcast.report import VIEWS
+    from jobcast.tasks import spec
 
+    t = spec(task)
+    view, column = sql.Identifier("predictions", t.view), sql.Identifier(t.drift_column)
     conn = connect(settings, application_name="jobcast-validate")
     try:
         with conn.cursor() as cur:
-            schema, view = VIEWS[task].split(".")
-            cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, view)))
+            cur.execute(sql.SQL("select count(*) from {}").format(view))
             rows = cur.fetchone()[0]
             if rows == 0:
                 return None
-            cur.execute(sql.SQL("select {} from {} order by random() limit %s").format(
-                sql.Identifier(column), sql.Identifier(schema, view)), (sample,))
-            values = np.array([r[0] for r in cur.fetchall()], dtype=float)
+            if t.categorical:
+                cur.execute(sql.SQL("select {c}, count(*) from {v} where {c} is not null group by 1 order by 1").format(
+                    c=column, v=view))
+                counts = cur.fetchall()
+            else:
+                cur.execute(sql.SQL("select {c} from {v} where {c} is not null order by random() limit %s").format(
+                    c=column, v=view), (sample,))
+                values = np.array([r[0] for r in cur.fetchall()], dtype=float)
     finally:
         conn.close()
+    if t.categorical:
+        total = sum(n for _, n in counts)
+        return {"rows": rows, "partition": {"values": [v for v, _ in counts], "weights": [n / total for _, n in counts]}}
     edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
     if len(edges) < 2:  # a constant live batch: one narrow bin around it
         edges = np.array([values[0] * 0.999, values[0] * 1.001])
@@ -130,32 +142,92 @@ def live_reference(settings, task: str, column: str, sample: int = 50_000) -> di
             "partition": {"bins": edges.tolist(), "weights": (weights / weights.sum()).tolist()}}
 
 
+def drift_thresholds(settings, task: str) -> dict[str, float]:
+    """params.yaml validate.drift: the keys at its top level are the defaults, validate.drift.<task> overrides them."""
+    d = settings.param("validate.drift")
+    merged = {k: v for k, v in d.items() if not isinstance(v, dict)}
+    merged.update(d.get(task) or {})
+    return {k: float(v) for k, v in merged.items()}
+
+
+def drift_parameters(settings, task: str, live: dict) -> dict[str, Any]:
+    """Runtime parameters of expectations/drift_<task>.json from the live reference and the thresholds."""
+    d = drift_thresholds(settings, task)
+    params = {"live_partition": live["partition"], "max_kl": d["max_kl"],
+              "min_rows": int(live["rows"] * d["min_rows_ratio"]), "max_rows": int(live["rows"] * d["max_rows_ratio"]),
+              "min_non_null": 1.0 - d["max_null_rate"]}
+    if "median" in live:
+        params.update(median_min=live["median"] * (1 - d["max_median_shift"]),
+                      median_max=live["median"] * (1 + d["max_median_shift"]))
+    return params
+
+
+TOP3_DERIVED = ("top3_prob_sum", "top3_first_is_category", "top3_descending")
+
+
+def add_top3_checks(df: pd.DataFrame) -> pd.DataFrame:
+    """GX has no expectation on values inside JSON: derive columns from top3 that the suite can check.
+
+    top3_prob_sum: sum of the probabilities (NaN, i.e. null, when top3 is not a JSON list of {category, probability});
+    top3_first_is_category: the first entry's category equals the row's category;
+    top3_descending: the probabilities never increase down the list."""
+    clash = [c for c in TOP3_DERIVED if c in df.columns]
+    if clash:
+        raise InputDataError(f"category predictions have columns {clash}, which validation derives itself; "
+                             "expected only job_id, category, probability, top3")
+    sums, first, desc = [], [], []
+    for category, text in zip(df["category"], df["top3"]):
+        try:
+            entries = json.loads(text)
+            names = [e["category"] for e in entries]
+            probs = [float(e["probability"]) for e in entries]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            sums.append(float("nan"))
+            first.append(False)
+            desc.append(False)
+            continue
+        sums.append(sum(probs))
+        first.append(bool(names) and names[0] == category)
+        desc.append(all(a >= b for a, b in zip(probs, probs[1:])))
+    return df.assign(top3_prob_sum=sums, top3_first_is_category=first, top3_descending=desc)
+
+
+def prediction_parameters(settings, task: str, preds: Path, manifest: dict, df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The frame the suite predictions_<task> checks (with derived columns) and its runtime parameters."""
+    params: dict[str, Any] = {"expected_rows": int(manifest.get("expected_rows") or -1)}
+    if task == "salary":
+        bounds = settings.param("validate.salary")
+        params.update(salary_min=float(bounds["min"]), salary_max=float(bounds["max"]))
+    elif task == "category":
+        labels = manifest.get("labels")
+        if not isinstance(labels, list) or not labels:
+            raise InputDataError(f"{preds}/_manifest.json: no \"labels\" list; expected the category model's labels "
+                                 "(written by `jobcast score --task category`)")
+        params.update(labels=[str(x) for x in labels])
+        df = add_top3_checks(df)
+    elif task == "cvr":
+        bounds = settings.param("validate.cvr")
+        params.update(cvr_min=float(bounds["min"]), cvr_max=float(bounds["max"]))
+    else:
+        raise InputDataError(f"validate --task {task}: no prediction gate for this task; expected salary, category or cvr")
+    return df, params
+
+
 def validate_predictions(ctx: RunContext, task: str) -> dict:
     settings = ctx.settings
     preds = _need(partition(settings.data_dir, "predictions", task, date=ctx.ds), "predictions",
                   f"jobcast score --task {task} --date {ctx.ds}")
     manifest = read_manifest(preds)
-    df = pq.read_table(preds).to_pandas()
-    bounds = settings.param(f"validate.{task}")
-    params = {"expected_rows": int(manifest.get("expected_rows") or -1),
-              "salary_min": float(bounds["min"]), "salary_max": float(bounds["max"])}
+    df, params = prediction_parameters(settings, task, preds, manifest, pq.read_table(preds).to_pandas())
     extra = {"task": task, "model_version": manifest.get("model_version")}
     verdict = _gate(ctx, task, f"predictions_{task}", preds, df, params, extra)
     drift_suite = settings.root / "expectations" / f"drift_{task}.json"
-    live = live_reference(settings, task, "salary_p50") if drift_suite.is_file() else None
+    live = live_reference(settings, task) if drift_suite.is_file() else None
     if live is None:
         log.info("%s: no live batch yet, drift gate skipped", task)
         return verdict
-    d = settings.param("validate.drift")
-    drift_params = {
-        "live_partition": live["partition"], "max_kl": float(d["max_kl"]),
-        "median_min": live["median"] * (1 - float(d["max_median_shift"])),
-        "median_max": live["median"] * (1 + float(d["max_median_shift"])),
-        "min_rows": int(live["rows"] * float(d["min_rows_ratio"])), "max_rows": int(live["rows"] * float(d["max_rows_ratio"])),
-        "min_non_null": 1.0 - float(d["max_null_rate"]),
-    }
     try:
-        _gate(ctx, f"{task}_drift", f"drift_{task}", preds, df, drift_params, extra)
+        _gate(ctx, f"{task}_drift", f"drift_{task}", preds, df, drift_parameters(settings, task, live), extra)
     except ValidationFailed:
         # The predictions verdict is what publish reads: record the drift failure there too.
         drift = read_verdict(settings, f"{task}_drift", ctx.ds)

@@ -81,6 +81,7 @@ def settings(tmp_path, db_url, monkeypatch):
         monkeypatch.setenv(key, str(tmp_path / sub))
     monkeypatch.setenv("JOBCAST_DATABASE_URL", db_url)
     monkeypatch.setenv("JOBCAST_HOME", str(REPO))
+    monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(REPO / "tests" / "params-small.yaml"))
     return Settings.load(REPO)
 
 
@@ -119,3 +120,32 @@ def make_ctx(settings, date: str = SMALL_DATE, run_id: str | None = None):
     from jobcast.context import RunContext, parse_date
 
     return RunContext(logical_date=parse_date(date), settings=settings, run_id=run_id or f"test__{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def champions(settings, generated, tmp_path_factory):
+    """Champion models for all three tasks on the small generated data, plus the training window's raw
+    snapshots and features, in this test's dirs. Built once per session (the data are deterministic, every
+    test database holds the same rows) and copied, so tests that only need models don't retrain."""
+    import shutil
+
+    from jobcast import TASKS
+
+    cache = tmp_path_factory.getbasetemp() / "champions-cache"
+    if not cache.is_dir():
+        from jobs import train, window
+
+        ctx = make_ctx(settings)
+        window.run(ctx)
+        for task in TASKS:
+            train.run(ctx, task=task)
+        tmp = cache.with_suffix(".tmp")
+        shutil.copytree(settings.models_dir, tmp / "models")
+        for sub in ("raw", "features"):
+            shutil.copytree(settings.data_dir / sub, tmp / "data" / sub)
+        tmp.rename(cache)
+        return settings
+    shutil.copytree(cache / "models", settings.models_dir, dirs_exist_ok=True)
+    for sub in ("raw", "features"):
+        shutil.copytree(cache / "data" / sub, settings.data_dir / sub, dirs_exist_ok=True)
+    return settings

@@ -30,4 +30,7 @@ create index if not exists events_occurred on app.events (occurred_at);
 -- Ground truth known only to the generator; no step but evaluation reads it.
 create table if not exists truth.job_salary (job_id bigint primary key, salary double precision not null);
 create table if not exists truth.job_category (job_id bigint primary key, category text not null);
+alter table truth.job_category add column if not exists bayes_category text;
 create table if not exists truth.job_cvr (job_id bigint primary key, cvr double precision not null);
+create table if not exists truth.job_cvr_daily (job_id bigint not null, day date not null, cvr double precision not null,
+                                                primary key (job_id, day));

@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 
-TASKS = ("salary",)  # category and cvr arrive with their models (issue 4)
+TASKS = ("salary", "category", "cvr")

@@ -73,8 +73,9 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
 
             raise AirflowSkipException("dry run: validated, not published")
         kwargs["force"] = bool(params.get("force"))
-    if step == "score" and params.get("model_version"):
-        kwargs["model_version"] = params["model_version"]
+    pinned = (params.get("model_versions") or {}).get(task) if task else None
+    if step == "score" and pinned:
+        kwargs["model_version"] = pinned
     result = importlib.import_module(f"jobs.{step}").run(ctx, **kwargs)
     log.info("%s", result.summary())
     return result.to_dict()

@@ -36,6 +36,42 @@ def validate_features(**context):
     return run_step("validate", context, layer="features")
 
 
+@task(pool=SPARK_POOL)
+def window(**context):
+    from jobcast.airflow import run_step
+
+    return run_step("window", context)
+
+
+# Per prediction task; the DAGs give each instance its task_id (score_salary, ...) with .override().
+@task(pool=SPARK_POOL)
+def score(prediction_task: str, **context):
+    from jobcast.airflow import run_step
+
+    return run_step("score", context, task=prediction_task)
+
+
+@task
+def validate_predictions(prediction_task: str, **context):
+    from jobcast.airflow import run_step
+
+    return run_step("validate", context, task=prediction_task)
+
+
+@task
+def publish(prediction_task: str, **context):
+    from jobcast.airflow import run_step
+
+    return run_step("publish", context, task=prediction_task)
+
+
+@task(pool=SPARK_POOL)  # LightGBM uses every core: one heavy task at a time, like Spark
+def train(prediction_task: str, **context):
+    from jobcast.airflow import run_step
+
+    return run_step("train", context, task=prediction_task)
+
+
 def prepare_day():
     """extract → validate_raw → features → validate_features for the run's date; returns the last task."""
     last = validate_features()

@@ -119,6 +119,8 @@ def cmd_step(args) -> int:
         kwargs["force"] = True
     if getattr(args, "layer", None):
         kwargs["layer"] = args.layer
+    if getattr(args, "days", None):
+        kwargs["days"] = args.days
     result = module.run(ctx, **kwargs)
     print(result.summary())
     return 0
@@ -328,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dated("extract", "snapshot the source tables for a date to data/raw")
     dated("features", "Spark: raw snapshot -> data/features")
+    win = dated("window", "extract + features for every day of a training window that lacks them")
+    win.add_argument("--days", type=int, help="window length (default: the longest train window in params.yaml)")
+    win.add_argument("--force", action="store_true", help="rebuild days that exist")
     dated("train", "train a model on a window of features; promote it if it passes the gate", task=True)
     dated("score", "Spark: score every open posting -> data/predictions", task=True).add_argument("--model-version")
     dated("validate", "Great Expectations gate on a layer (raw, features, or a task's predictions); Data Docs",

@@ -83,7 +83,8 @@ class Settings:
             spark_master=env.get("JOBCAST_SPARK_MASTER", "local[*]"),
             spark_conf=spark_conf,
             source_schema=env.get("JOBCAST_SOURCE_SCHEMA", "app"),
-            params=load_params(root / "params.yaml"),
+            params=_merge(load_params(root / "params.yaml"),
+                          load_params(path("JOBCAST_PARAMS_OVERRIDE", root / "params.yaml")) if env.get("JOBCAST_PARAMS_OVERRIDE") else {}),
         )
 
     def param(self, dotted: str) -> Any:
@@ -93,6 +94,14 @@ class Settings:
                 raise ConfigError(f"params.yaml: missing {dotted!r}")
             node = node[part]
         return node
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """params.yaml with JOBCAST_PARAMS_OVERRIDE (a YAML file of the keys to change) merged over it, key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def load_params(path: Path) -> dict[str, Any]:

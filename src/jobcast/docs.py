@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from jobcast.tasks import SPECS
+
+LOOKUPS = "\n".join(t.example for t in SPECS.values())
+
 EXAMPLES = """## Example queries
 
 ```sql
 -- Lookup by job_id: an index scan on the live batch's partition only.
-select salary_p50 from predictions.job_salary where job_id = $1;
+""" + LOOKUPS + """
 
--- Postings that hide their salary, with the estimate.
-select p.job_id, p.title, s.salary_p50
+-- Postings that hide their salary, with the estimate and its 80% interval.
+select p.job_id, p.title, s.salary_p10, s.salary_p50, s.salary_p90
 from app.job_postings p join predictions.job_salary s using (job_id)
 where p.salary_min is null;
 
+-- One row per posting with all three predictions (each view holds its own live batch).
+select s.job_id, s.salary_p50, c.category, c.probability, v.cvr
+from predictions.job_salary s
+left join predictions.job_category c using (job_id)
+left join predictions.job_cvr v using (job_id);
+
 -- Which batch is live, when it was published, and its validation report.
 select batch_id, logical_date, model_version, row_count, published_at, report_path
-from predictions.batches where task = 'salary' and status = 'published';
+from predictions.batches where status = 'published' order by task;
 ```
 
 ## Guarantees

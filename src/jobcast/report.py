@@ -4,28 +4,44 @@ from __future__ import annotations
 
 from jobcast.config import Settings
 from jobcast.db.conn import connect
+from jobcast.tasks import spec
 
-VIEWS = {"salary": "predictions.job_salary"}
+# Quality of the live batch against the generator's truth (schema truth exists only in the demo):
+# task -> (label, SQL over the view aliased p, truth tables it needs, format).
+QUALITY = {
+    "salary": ("salary_mae_vs_truth",
+               "select avg(abs(p.salary_p50 - t.salary)) from {view} p join truth.job_salary t using (job_id)",
+               ("truth.job_salary",), "{:,.0f} JPY"),
+    "category": ("category_accuracy_vs_truth",
+                 "select avg((p.category = t.category)::int) from {view} p join truth.job_category t using (job_id)",
+                 ("truth.job_category",), "{:.3f}"),
+    # The truth is per posting and day (the CVR changes as a posting ages): compare the batch's own day.
+    "cvr": ("cvr_mae_vs_truth",
+            "select avg(abs(p.cvr - t.cvr)) from {view} p "
+            "join truth.job_cvr_daily t on t.job_id = p.job_id and t.day = p.prediction_date",
+            ("truth.job_cvr_daily",), "{:.4f}"),
+}
 
 
 def live_summary(settings: Settings, tasks: tuple[str, ...]) -> list[str]:
-    """One line per task: view, rows, live batch and, when the generator's truth exists, MAE against it."""
+    """One line per task: view, rows, live batch and, when the generator's truth exists, quality against it."""
     lines = []
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            cur.execute("select to_regclass('truth.job_salary') is not null")
-            has_truth = cur.fetchone()[0]
             for task in tasks:
-                view = VIEWS[task]
+                view = spec(task).qualified_view
                 cur.execute(f"select count(*), min(batch_id), max(batch_id), min(prediction_date)::text from {view}")
                 rows, bmin, bmax, pdate = cur.fetchone()
                 line = f"{view}: rows={rows} batch_id={bmax} prediction_date={pdate}"
                 if bmin != bmax:
                     line += f" (MIXED batches {bmin}..{bmax}!)"
-                if task == "salary" and has_truth and rows:
-                    cur.execute(f"select avg(abs(p.salary_p50 - t.salary)) from {view} p join truth.job_salary t using (job_id)")
-                    line += f" salary_mae_vs_truth={cur.fetchone()[0]:,.0f} JPY"
+                label, query, needs, fmt = QUALITY[task]
+                cur.execute("select bool_and(to_regclass(t) is not null) from unnest(%s::text[]) t", (list(needs),))
+                if rows and cur.fetchone()[0]:
+                    cur.execute(query.format(view=view))
+                    value = cur.fetchone()[0]
+                    line += f" {label}={fmt.format(value) if value is not None else 'n/a (no matching truth rows)'}"
                 lines.append(line)
     finally:
         conn.close()

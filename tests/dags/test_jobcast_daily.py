@@ -40,18 +40,19 @@ def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["import_errors"] == {}
     dag = report["dags"]["jobcast_daily"]
-    assert dag["tasks"] == ["extract", "features", "publish_salary", "score_salary", "validate_features",
-                            "validate_raw", "validate_salary"]
-    assert dag["downstream"] == {"extract": ["validate_raw"], "validate_raw": ["features"], "features": ["validate_features"],
-                                 "validate_features": ["score_salary"], "score_salary": ["validate_salary"],
-                                 "validate_salary": ["publish_salary"], "publish_salary": []}
+    tasks = ("category", "cvr", "salary")
+    prepare = {"extract": ["validate_raw"], "validate_raw": ["features"], "features": ["validate_features"]}
+    assert dag["downstream"] == {
+        **prepare, "validate_features": [f"score_{t}" for t in tasks],  # the three predictions branch out in parallel
+        **{f"score_{t}": [f"validate_{t}"] for t in tasks}, **{f"validate_{t}": [f"publish_{t}"] for t in tasks},
+        **{f"publish_{t}": [] for t in tasks}}
     assert report["parse_seconds"] < 0.5, report["parse_seconds"]  # both DAG files: no work at import time
     train = report["dags"]["jobcast_train"]
-    assert train["downstream"] == {"extract": ["validate_raw"], "validate_raw": ["features"], "features": ["validate_features"],
-                                   "validate_features": ["train_salary"], "train_salary": []}
+    assert train["downstream"] == {**prepare, "validate_features": ["window"], "window": [f"train_{t}" for t in tasks],
+                                   **{f"train_{t}": [] for t in tasks}}
     assert set(train["params"]) == {"tasks", "date"} and train["max_active_runs"] == 1
-    assert set(dag["params"]) == {"tasks", "date", "model_version", "force", "dry_run"}
-    assert dag["params"]["force"]["default"] is False and dag["params"]["tasks"]["default"] == ["salary"]
+    assert set(dag["params"]) == {"tasks", "date", "model_versions", "force", "dry_run"}
+    assert dag["params"]["force"]["default"] is False and dag["params"]["tasks"]["default"] == ["salary", "category", "cvr"]
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 2
 
 

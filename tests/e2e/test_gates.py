@@ -67,7 +67,9 @@ def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(set
     f = next(preds.glob("*.parquet"))
     t = pq.read_table(f)
     # Plausible values (the predictions suite passes) but a broken model: the same salary for everyone.
-    pq.write_table(t.set_column(1, "salary_p50", pa.array([3_000_000.0] * t.num_rows)), f)
+    for name, value in (("salary_p10", 2_400_000.0), ("salary_p50", 3_000_000.0), ("salary_p90", 3_750_000.0)):
+        t = t.set_column(t.schema.get_field_index(name), name, pa.array([value] * t.num_rows))
+    pq.write_table(t, f)
     with pytest.raises(ValidationFailed, match="drift_salary failed .*expect_column_kl_divergence_to_be_less_than"):
         validate.run(ctx)
     from jobcast.errors import PublishError

@@ -65,7 +65,7 @@ def test_failed_validation_publishes_nothing_and_keeps_the_previous_batch(settin
     preds = partition(settings.data_dir, "predictions", "salary", date=SMALL_DATE)
     f = next(preds.glob("*.parquet"))
     t = pq.read_table(f)
-    pq.write_table(t.set_column(1, "salary_p50", pa.array([-1.0] * t.num_rows)), f)
+    pq.write_table(t.set_column(t.schema.get_field_index("salary_p50"), "salary_p50", pa.array([-1.0] * t.num_rows)), f)
     with pytest.raises(ValidationFailed, match="expect_column_values_to_be_between") as err:
         validate.run(ctx)
     assert err.value.report_path and err.value.report_path.endswith(".html")

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_data_docs_render_the_suite_and_keep_a_capped_history(tmp_path):
-    df = pd.DataFrame({"job_id": [1, 2, 3], "salary_p50": [3e6, 4e6, 5e6]})
+    df = pd.DataFrame({"job_id": [1, 2, 3], "salary_p10": [2e6, 3e6, 4e6], "salary_p50": [3e6, 4e6, 5e6],
+                       "salary_p90": [4e6, 5e6, 6e6]})
     params = {"salary_min": 5e5, "salary_max": 4e7, "expected_rows": 3}
     outcomes = [validate_dataframe(df, REPO / "expectations" / "predictions_salary.json", tmp_path,
                                    batch_name="salary/dt=2026-10-30", parameters=params, run_name=f"run{i}", keep_history=3)

@@ -15,9 +15,12 @@ pytestmark = pytest.mark.integration
 
 
 def write_batch(path, job_ids, values=None):
+    """A salary batch; `values` are the medians, the interval is p50 x 0.8 .. p50 x 1.25."""
     path.mkdir(parents=True, exist_ok=True)
     values = values if values is not None else [3_000_000.0 + i for i in range(len(job_ids))]
-    pq.write_table(pa.table({"job_id": pa.array(job_ids, pa.int64()), "salary_p50": pa.array(values, pa.float64())}),
+    scaled = lambda f: pa.array([None if v is None else v * f for v in values], pa.float64())  # noqa: E731
+    pq.write_table(pa.table({"job_id": pa.array(job_ids, pa.int64()), "salary_p10": scaled(0.8),
+                             "salary_p50": pa.array(values, pa.float64()), "salary_p90": scaled(1.25)}),
                    path / "part-00000.parquet")
     return path
 
@@ -39,8 +42,8 @@ def test_publish_makes_the_batch_readable_through_the_view(tmp_path, db_url, con
     assert out["status"] == "published"
     assert live(conn) == (100, 1, out["batch_id"], "m1", "2026-10-30")
     with conn.cursor() as cur:
-        cur.execute("select salary_p50 from predictions.job_salary where job_id = 7")
-        assert cur.fetchone()[0] == 3_000_006.0
+        cur.execute("select salary_p10, salary_p50, salary_p90 from predictions.job_salary where job_id = 7")
+        assert cur.fetchone() == (3_000_006.0 * 0.8, 3_000_006.0, 3_000_006.0 * 1.25)
         cur.execute("select status, row_count, validation_success, report_path from predictions.batches where batch_id = %s",
                     (out["batch_id"],))
         assert cur.fetchone() == ("published", 100, True, "/r.html")

@@ -16,13 +16,15 @@ from jobcast.publish.store import cleanup, prune, publish, rollback
 
 from conftest import REPO
 from test_publish import info, live, write_batch
+from test_three_tasks import info as task_info
+from test_three_tasks import write_category_batch, write_cvr_batch
 
 pytestmark = pytest.mark.integration
 
 
 def rows(conn):
     with conn.cursor() as cur:
-        cur.execute("select job_id, salary_p50, batch_id from predictions.job_salary order by job_id")
+        cur.execute("select job_id, salary_p10, salary_p50, salary_p90, batch_id from predictions.job_salary order by job_id")
         return cur.fetchall()
 
 
@@ -155,18 +157,25 @@ def test_retention_drops_old_batch_data_but_keeps_the_live_one_and_history(tmp_p
         c.close()
 
 
-def test_a_job_id_lookup_through_the_view_reads_only_the_live_batch(tmp_path, db_url, conn):
+@pytest.mark.parametrize("task, write, view", [
+    ("salary", write_batch, "job_salary"),
+    ("category", write_category_batch, "job_category"),
+    ("cvr", write_cvr_batch, "job_cvr"),
+])
+def test_a_job_id_lookup_through_the_view_reads_only_the_live_batch(tmp_path, db_url, conn, task, write, view):
     for i in range(3):
-        publish(lambda: psycopg2.connect(db_url), write_batch(tmp_path / f"b{i}", list(range(1, 5001))), info())
+        publish(lambda: psycopg2.connect(db_url), write(tmp_path / f"b{i}", list(range(1, 5001))), task_info(task))
     with conn.cursor() as cur:
-        cur.execute("explain (analyze, costs off) select salary_p50 from predictions.job_salary where job_id = 42")
+        cur.execute(f"explain (analyze, costs off) select * from predictions.{view} where job_id = 42")
         plan = "\n".join(r[0] for r in cur.fetchall())
-    scanned = [line for line in plan.splitlines() if "salary_rows_b" in line and "never executed" not in line]
+    scanned = [line for line in plan.splitlines() if f"{task}_rows_b" in line and "never executed" not in line]
     assert len(scanned) == 1 and "Index" in scanned[0], plan
 
 
 def test_the_reader_role_can_read_the_views_and_nothing_else(tmp_path, db_url, conn, settings):
     publish(lambda: psycopg2.connect(db_url), write_batch(tmp_path / "a", [1, 2]), info())
+    publish(lambda: psycopg2.connect(db_url), write_category_batch(tmp_path / "c", [1, 2, 3]), task_info("category"))
+    publish(lambda: psycopg2.connect(db_url), write_cvr_batch(tmp_path / "v", [1]), task_info("cvr"))
     proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "db", "create-reader", "webapp_test"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -176,19 +185,27 @@ def test_the_reader_role_can_read_the_views_and_nothing_else(tmp_path, db_url, c
         with reader.cursor() as cur:
             cur.execute("select count(*) from predictions.job_salary")
             assert cur.fetchone()[0] == 2
-            cur.execute("select count(*) from predictions.batches")
+            cur.execute("select count(*), min(top3 -> 0 ->> 'category') is not null from predictions.job_category")
+            assert cur.fetchone() == (3, True)
+            cur.execute("select count(*) from predictions.job_cvr")
             assert cur.fetchone()[0] == 1
+            cur.execute("select count(*) from predictions.batches")
+            assert cur.fetchone()[0] == 3
             for stmt in ("insert into predictions.batches (task, logical_date, model_version) values ('salary', now(), 'x')",
                          "update predictions.batches set status = 'failed'",
                          "delete from predictions.batches",
                          "select * from jobcast_internal.salary_rows",
+                         "select * from jobcast_internal.category_rows",
+                         "select * from jobcast_internal.cvr_rows",
                          "select * from jobcast_internal.current_batch",
                          "update jobcast_internal.current_batch set batch_id = 1",
                          "create table predictions.mine (x int)"):
                 with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                     cur.execute(stmt)
-            with pytest.raises((psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ObjectNotInPrerequisiteState)):
-                cur.execute("delete from predictions.job_salary")  # a read-only view either way
+            for view in ("job_salary", "job_category", "job_cvr"):
+                for stmt in (f"delete from predictions.{view}", f"update predictions.{view} set job_id = 0"):
+                    with pytest.raises((psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ObjectNotInPrerequisiteState)):
+                        cur.execute(stmt)  # a read-only view either way
     finally:
         reader.close()
 

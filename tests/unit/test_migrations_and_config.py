@@ -32,7 +32,7 @@ def test_settings_come_from_env_over_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("JOBCAST_PG_PORT", "55123")
     monkeypatch.setenv("JOBCAST_DATA_DIR", str(tmp_path))
     s = Settings.load(REPO)
-    assert s.pg_port == 55123 and s.data_dir == tmp_path and s.param("train.salary.objective")
+    assert s.pg_port == 55123 and s.data_dir == tmp_path and s.param("train.salary.learning_rate")
     monkeypatch.setenv("JOBCAST_PG_PORT", "abc")
     with pytest.raises(ConfigError, match="JOBCAST_PG_PORT"):
         Settings.load(REPO)
@@ -42,3 +42,15 @@ def test_outside_a_project_the_error_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.delenv("JOBCAST_HOME", raising=False)
     with pytest.raises(ConfigError, match="JOBCAST_HOME"):
         find_project_root(tmp_path)
+
+
+def test_params_override_file_merges_key_by_key(monkeypatch, tmp_path):
+    override = tmp_path / "small.yaml"
+    override.write_text("train:\n  window_days: 3\n  salary:\n    learning_rate: 0.5\n", encoding="utf-8")
+    monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(override))
+    s = Settings.load(REPO)
+    assert s.param("train.window_days") == 3 and s.param("train.salary.learning_rate") == 0.5
+    assert s.param("train.holdout_days") == 7 and s.param("train.salary.num_leaves") == 15  # untouched keys stay
+    monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        Settings.load(REPO)

@@ -10,11 +10,23 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-# The feature columns a model may use, by kind. Scoring checks a model's schema against these.
-CATEGORICAL = ("prefecture", "employment_type", "category_filed")
-NUMERIC = ("posting_age_days", "title_len", "desc_len")
 TEXT = "text_hash"
-LABELS = ("salary_label",)
+EVENT_WINDOWS = (7, 28)  # days before the logical date
+EVENT_NUMERIC = (
+    *(f"{kind}_{w}d" for w in EVENT_WINDOWS for kind in ("views", "applies")),
+    "job_cvr_28d", "company_cvr_28d", "category_cvr_28d",
+)
+# The feature columns each task's model may use, by kind; a model records its own in its feature schema.
+# category must not see category_filed (it is the training label); salary must not see salary_offered (ditto).
+FEATURE_SETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "salary": {"numeric": ("title_len", "desc_len"),
+               "categorical": ("prefecture", "employment_type", "category_filed")},
+    "category": {"numeric": ("title_len", "desc_len"),
+                 "categorical": ("prefecture", "employment_type")},
+    "cvr": {"numeric": ("posting_age_days", "title_len", "desc_len", "salary_offered", *EVENT_NUMERIC),
+            "categorical": ("prefecture", "employment_type", "category_filed")},
+}
+LABELS = ("salary_label", "category_filed")
 
 
 @dataclass(frozen=True)
@@ -65,10 +77,46 @@ def clean_postings(postings: DataFrame, rules: CleanRules) -> tuple[DataFrame, d
     return kept, touched
 
 
-def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetime, buckets: int) -> DataFrame:
-    """One row per open posting: categorical, numeric and hashed-text features, plus the salary label."""
+def event_features(events: DataFrame, postings: DataFrame, day_start_utc: dt.datetime, smoothing: float) -> DataFrame:
+    """Per open posting: views and applies over the EVENT_WINDOWS days before the logical date, and apply rates
+    of the posting, its company and its filed category over 28 days, smoothed towards the overall rate with
+    `smoothing` pseudo-views. Only events strictly before the logical date's start count: no leakage."""
+    start = F.lit(day_start_utc).cast("timestamp")
+    longest = max(EVENT_WINDOWS)
+    ev = events.where((F.col("occurred_at") < start)
+                      & (F.col("occurred_at") >= start - F.expr(f"INTERVAL {longest} DAYS")))
+    aggs = []
+    for w in EVENT_WINDOWS:
+        inside = F.col("occurred_at") >= start - F.expr(f"INTERVAL {w} DAYS")
+        for kind in ("view", "apply"):
+            aggs.append(F.sum(F.when(inside & (F.col("event_type") == kind), 1).otherwise(0)).cast("double")
+                        .alias(f"{kind}s_{w}d".replace("applys", "applies")))
+    per_job = ev.groupBy("job_id").agg(*aggs)
+    counts = [c for c in EVENT_NUMERIC if "_cvr" not in c]
+    posts = postings.select("job_id", "company_id", F.coalesce(F.col("category"), F.lit("")).alias("category_key"))
+    base = posts.join(per_job, "job_id", "left").fillna(0.0, subset=counts)
+    overall = base.agg((F.sum("applies_28d") / F.greatest(F.sum("views_28d"), F.lit(1.0))).alias("rate"))
+    m = float(smoothing)
+
+    def rate(applies, views):
+        return (applies + m * F.col("rate")) / (views + m)
+
+    def smoothed(key: str, name: str) -> DataFrame:
+        grouped = base.groupBy(key).agg(F.sum("views_28d").alias("v"), F.sum("applies_28d").alias("a"))
+        return grouped.crossJoin(overall).select(key, rate(F.col("a"), F.col("v")).alias(name))
+
+    out = (base.crossJoin(overall)
+           .withColumn("job_cvr_28d", rate(F.col("applies_28d"), F.col("views_28d")))
+           .join(smoothed("company_id", "company_cvr_28d"), "company_id", "left")
+           .join(smoothed("category_key", "category_cvr_28d"), "category_key", "left"))
+    return out.select("job_id", *EVENT_NUMERIC)
+
+
+def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetime, buckets: int,
+                     events: DataFrame | None = None) -> DataFrame:
+    """One row per open posting: categorical, numeric, hashed-text and (given events) event features, plus labels."""
     text_hash = _hash_udf(buckets)
-    return postings.select(
+    feats = postings.select(
         F.col("job_id").cast("long"),
         F.lit(logical_date).cast("date").alias("logical_date"),
         F.col("company_id").cast("long"),
@@ -80,6 +128,8 @@ def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt
         F.length("title").cast("double").alias("title_len"),
         F.coalesce(F.length("description"), F.lit(0)).cast("double").alias("desc_len"),
         text_hash(F.col("title"), F.coalesce(F.col("description"), F.lit(""))).alias(TEXT),
+        F.col("salary_label").alias("salary_offered"),  # visible on the posting: a feature for cvr
         F.col("posted_at"),
         F.col("salary_label"),
     )
+    return feats if events is None else feats.join(events, "job_id", "left")

@@ -1,7 +1,18 @@
 """Generate postings, view/apply events and their ground truth, deterministically from a seed.
 
 The salary, category and CVR of every posting come from known functions of its attributes; those
-expected values go to schema `truth`, so model quality can be put next to the best achievable.
+expected values go to schema `truth`, so model quality can be put next to the best achievable:
+
+- truth.job_salary.salary: the median of the posting's salary distribution (actual pay = salary x
+  lognormal noise with sigma SALARY_NOISE_SIGMA), i.e. the best possible estimate under absolute error;
+- truth.job_category: the true category, and bayes_category, the best possible guess from the posting's
+  content (title, description, attributes; not the filed category, which is what we correct). It differs
+  from the truth only for the GENERIC_SHARE of postings whose text carries no category signal at all;
+- truth.job_cvr_daily(job_id, day, cvr): the probability that a view on that day becomes an application.
+  It depends on the posting (employment type, title wording, disclosed pay against the market for its
+  category, prefecture and employment type) and its age; the search position of each view moves it too,
+  but positions are not observed, so the expectation over positions is the best possible prediction.
+  truth.job_cvr(job_id, cvr) is the same on the posting's first day.
 """
 
 from __future__ import annotations
@@ -22,10 +33,16 @@ from jobcast.generate import vocab
 log = logging.getLogger(__name__)
 
 DISCLOSED_SHARE = 0.65
-SALARY_NOISE_SIGMA = 0.10  # lognormal noise of the actual salary around its expected value
+SALARY_NOISE_SIGMA = 0.20  # lognormal dispersion of actual pay around the expected value: same role, region and seniority still vary ~±25% between employers
 UNFILED_SHARE, MISFILED_SHARE, AMBIGUOUS_SHARE, FULLWIDTH_SHARE = 0.10, 0.05, 0.15, 0.20
+GENERIC_SHARE = 0.03  # "スタッフ募集" with boilerplate only: no category signal, pay never disclosed
 MEAN_VIEWS_PER_DAY = 1.5
 BASE_CVR = 0.04
+CVR_AGE_SLOPE, CVR_AGE_CAP = 0.03, 28  # logit falls by 0.03 per day of posting age, for up to 28 days
+# Search position of a view (1..10, more views at the top) and its multiplier on the apply probability;
+# normalised so the expectation over positions is 1: the unobserved position adds noise, not bias.
+POSITION_WEIGHTS = np.array([0.22, 0.16, 0.13, 0.11, 0.09, 0.08, 0.07, 0.05, 0.05, 0.04])
+POSITION_MULT = np.linspace(1.6, 0.6, 10) / float(np.dot(POSITION_WEIGHTS, np.linspace(1.6, 0.6, 10)))
 
 
 @dataclass(frozen=True)
@@ -79,13 +96,14 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     role = rng.integers(0, 5, n)
     role_mult = 0.92 + 0.04 * role  # within a category, the role in the title moves pay a little
     ambiguous = rng.random(n) < AMBIGUOUS_SHARE
+    generic = rng.random(n) < GENERIC_SHARE
     fullwidth = rng.random(n) < FULLWIDTH_SHARE
     company = 1 + np.minimum(rng.zipf(1.6, n), max(n // 8, 1)) + rng.integers(0, max(n // 8, 1), n)
 
     base = np.array([vocab.CATEGORIES[c][0] for c in cats])[cat] * 10_000.0
     truth_salary = base * pref_mult[pref] * emp_mult[emp] * sen_mult[sen] * role_mult
     actual = truth_salary * np.exp(rng.normal(0.0, SALARY_NOISE_SIGMA, n))
-    disclosed = rng.random(n) < DISCLOSED_SHARE
+    disclosed = (rng.random(n) < DISCLOSED_SHARE) & ~generic
     salary_min = np.where(disclosed, np.round(actual * 0.9, -4), np.nan)
     salary_max = np.where(disclosed, np.round(actual * 1.1, -4), np.nan)
 
@@ -97,12 +115,15 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
         cname = cats[cat[i]]
         _, roles, phrases = vocab.CATEGORIES[cname]
         seniority = vocab.SENIORITY[sen[i]][0]
-        role_word = "スタッフ" if ambiguous[i] else roles[role[i]]
+        role_word = "スタッフ募集" if generic[i] else "スタッフ" if ambiguous[i] else roles[role[i]]
         title = f"【{prefs[pref[i]]}】{role_word}" + (f"（{seniority}）" if seniority else "")
         k = 1 if ambiguous[i] else 3
         picked = [phrases[j] for j in rng.choice(len(phrases), k, replace=False)]
-        generic = [vocab.GENERIC_PHRASES[j] for j in rng.choice(len(vocab.GENERIC_PHRASES), 2, replace=False)]
-        desc = f"{roles[role[i]]}として、" + "・".join(picked) + "などをお任せします。" + "。".join(generic) + f"。雇用形態：{emps[emp[i]]}。"
+        boiler = [vocab.GENERIC_PHRASES[j] for j in rng.choice(len(vocab.GENERIC_PHRASES), 3 if generic[i] else 2, replace=False)]
+        if generic[i]:
+            desc = "。".join(boiler) + f"。雇用形態：{emps[emp[i]]}。"
+        else:
+            desc = f"{roles[role[i]]}として、" + "・".join(picked) + "などをお任せします。" + "。".join(boiler) + f"。雇用形態：{emps[emp[i]]}。"
         if fullwidth[i]:
             title, desc = _fullwidth(title), _fullwidth(desc)
         titles.append(title)
@@ -117,8 +138,8 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     market = base * pref_mult[pref] * emp_mult[emp]
     rel_pay = np.log(np.where(disclosed, (salary_min + salary_max) / 2, market) / market)
     logit = _logit(BASE_CVR) + emp_cvr[emp] + sen_cvr[sen] + 0.25 * disclosed + 1.2 * rel_pay
-    truth_cvr = 1 / (1 + np.exp(-logit))
     popularity = np.exp(rng.normal(0, 0.4, n))
+    posted_day = np.floor((posted - t0) / 86400).astype(np.int64)  # may be negative: posted before the window
 
     # One row per posting-day in the window, then Poisson views, then Bernoulli applies per view.
     first_day = np.maximum(np.floor((posted - t0) / 86400), 0).astype(np.int64)
@@ -127,14 +148,17 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     ndays = np.maximum(last_day - first_day + 1, 0)
     pd_job = np.repeat(np.arange(n), ndays)
     pd_day = np.repeat(first_day, ndays) + (np.arange(ndays.sum()) - np.repeat(np.cumsum(ndays) - ndays, ndays))
+    pd_cvr = cvr_at_age(logit[pd_job], pd_day - posted_day[pd_job])
     views = rng.poisson(MEAN_VIEWS_PER_DAY * popularity[pd_job])
     v_job = np.repeat(pd_job, views)
     v_day = np.repeat(pd_day, views)
+    v_cvr = np.repeat(pd_cvr, views)
     lo = np.maximum(t0 + v_day * 86400.0, posted[v_job])
     hi = np.minimum(t0 + (v_day + 1) * 86400.0, last_t[v_job]) - 1
     v_time = lo + rng.random(len(v_job)) * np.maximum(hi - lo, 0)
     v_session = rng.integers(1, 2**40, len(v_job))
-    applied = rng.random(len(v_job)) < truth_cvr[v_job]
+    position = rng.choice(len(POSITION_WEIGHTS), len(v_job), p=POSITION_WEIGHTS)
+    applied = rng.random(len(v_job)) < v_cvr * POSITION_MULT[position]
     a_job, a_session = v_job[applied], v_session[applied]
     a_time = np.minimum(v_time[applied] + rng.uniform(30, 1800, applied.sum()), hi[applied])
     ev_job = np.concatenate([v_job, a_job])
@@ -173,9 +197,24 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
         "app.job_postings": postings,
         "app.events": events,
         "truth.job_salary": pa.table({"job_id": job_ids, "salary": truth_salary}),
-        "truth.job_category": pa.table({"job_id": job_ids, "category": pa.array(cats, pa.string()).take(pa.array(cat))}),
-        "truth.job_cvr": pa.table({"job_id": job_ids, "cvr": truth_cvr}),
+        "truth.job_category": pa.table({
+            "job_id": job_ids,
+            "category": pa.array(cats, pa.string()).take(pa.array(cat)),
+            # Without category signal the best guess is the most common category.
+            "bayes_category": pa.array(cats, pa.string()).take(pa.array(np.where(generic, int(np.argmax(cat_w)), cat))),
+        }),
+        "truth.job_cvr": pa.table({"job_id": job_ids, "cvr": cvr_at_age(logit, np.zeros(n, dtype=np.int64))}),
+        "truth.job_cvr_daily": pa.table({
+            "job_id": job_ids[pd_job],
+            "day": pa.array([spec.start_date + dt.timedelta(days=int(d)) for d in range(spec.days)], pa.date32()).take(pa.array(pd_day)),
+            "cvr": pd_cvr,
+        }),
     }
+
+
+def cvr_at_age(logit: np.ndarray, age_days: np.ndarray) -> np.ndarray:
+    """Expected applies per view of a posting `age_days` calendar days after it was posted."""
+    return 1 / (1 + np.exp(-(logit - CVR_AGE_SLOPE * np.clip(age_days, 0, CVR_AGE_CAP))))
 
 
 def copy_arrow(cur, table_name: str, table: pa.Table, chunk_rows: int = 200_000) -> None:

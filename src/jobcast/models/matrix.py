@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from jobcast.errors import ModelError
-from jobcast.features.transforms import CATEGORICAL, NUMERIC, TEXT
+from jobcast.features.transforms import FEATURE_SETS, TEXT
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,13 @@ class FeatureSchema:
     names: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, df: pd.DataFrame, text_buckets: int) -> "FeatureSchema":
-        vocab = {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in CATEGORICAL}
-        names = [*NUMERIC, *CATEGORICAL, *(f"{TEXT}_{i}" for i in range(text_buckets))]
-        return cls(numeric=NUMERIC, categorical=vocab, text_column=TEXT, text_buckets=text_buckets, names=names)
+    def fit(cls, df: pd.DataFrame, text_buckets: int, task: str) -> "FeatureSchema":
+        """The task's feature set (features.transforms.FEATURE_SETS) with the categorical vocabularies of `df`."""
+        spec = FEATURE_SETS[task]
+        numeric, categorical = tuple(spec["numeric"]), tuple(spec["categorical"])
+        vocab = {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in categorical}
+        names = [*numeric, *categorical, *(f"{TEXT}_{i}" for i in range(text_buckets))]
+        return cls(numeric=numeric, categorical=vocab, text_column=TEXT, text_buckets=text_buckets, names=names)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,12 +69,19 @@ class FeatureSchema:
             codes = pd.Categorical(df[c].astype("string"), categories=vocab).codes.astype(np.float64)
             codes[codes < 0] = np.nan
             dense[:, len(self.numeric) + k] = codes
-        lists = df[self.text_column]
-        lengths = np.fromiter((0 if v is None else len(v) for v in lists), dtype=np.int64, count=n)
-        indices = np.concatenate([np.asarray(v, dtype=np.int32) for v in lists if v is not None and len(v)] or [np.empty(0, np.int32)])
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        text = sp.csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr), shape=(n, self.text_buckets))
+        text = self.text_matrix(df)
         # Store every dense value explicitly (NaN included) so CSR keeps 'missing' distinct from zero.
         cols = dense.shape[1]
         dense_sp = sp.csr_matrix((dense.ravel(), np.tile(np.arange(cols), n), np.arange(0, n * cols + 1, cols)), shape=dense.shape)
         return sp.hstack([dense_sp, text], format="csr")
+
+    def text_matrix(self, df: pd.DataFrame):
+        """Binary CSR of the hashed text buckets."""
+        import scipy.sparse as sp
+
+        n = len(df)
+        lists = df[self.text_column]
+        lengths = np.fromiter((0 if v is None else len(v) for v in lists), dtype=np.int64, count=n)
+        indices = np.concatenate([np.asarray(v, dtype=np.int32) for v in lists if v is not None and len(v)] or [np.empty(0, np.int32)])
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        return sp.csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr), shape=(n, self.text_buckets))

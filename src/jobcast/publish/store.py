@@ -21,14 +21,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobcast.errors import PublishError
+from jobcast.tasks import spec
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "jobcast_internal"
-# task -> (partitioned table, prediction columns in load order)
-TASK_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "salary": ("salary_rows", ("job_id", "salary_p50")),
-}
 LOCK_NAMESPACE = 0x6A6F6270  # 'jobp'
 ATTACH_LOCK_TIMEOUT = "2s"
 ATTACH_RETRIES = 5
@@ -74,6 +71,9 @@ def _csv_chunks(parquet_dir: Path, columns: tuple[str, ...], batch_id: int, chun
         pf = pq.ParquetFile(f)
         for rb in pf.iter_batches(batch_size=chunk_rows, columns=list(columns)):
             tbl = pa.Table.from_batches([rb])
+            for i, field in enumerate(tbl.schema):
+                if pa.types.is_dictionary(field.type):  # e.g. a categorical category column: write its values
+                    tbl = tbl.set_column(i, field.name, tbl.column(i).cast(field.type.value_type))
             tbl = tbl.add_column(0, "batch_id", pa.array([batch_id] * tbl.num_rows, pa.int64()))
             buf = io.BytesIO()
             pacsv.write_csv(tbl, buf, opts)
@@ -82,7 +82,7 @@ def _csv_chunks(parquet_dir: Path, columns: tuple[str, ...], batch_id: int, chun
 
 def check_columns(parquet_dir: Path, task: str) -> int:
     """Refuse a batch whose files lack the task's columns (or have none); returns the row count."""
-    _, columns = TASK_TABLES[task]
+    columns = spec(task).columns
     files = sorted(parquet_dir.glob("*.parquet"))
     if not files:
         raise PublishError(f"{parquet_dir}: no Parquet files; expected a scored batch")
@@ -114,20 +114,23 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
     from psycopg2 import errors as pgerr
 
     sql = _sql()
-    table, columns = TASK_TABLES[info.task]
+    table, columns = spec(info.task).table, spec(info.task).columns
     expected_rows = check_columns(parquet_dir, info.task)
     phase = on_phase or (lambda name, bid: log.debug("publish %s batch %s: %s", info.task, bid, name))
     conn = conn_factory()
     conn.autocommit = True
+    conn.set_client_encoding("UTF8")  # the CSV stream is UTF-8 (Japanese text in category, top3)
     batch_id = None
     part = None
     attached = False
+    locked = False
     try:
         with conn.cursor() as cur:
             cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, info.task))
             if not cur.fetchone()[0]:
                 raise PublishError(f"publish {info.task} {info.logical_date}: another publish of {info.task} is running "
                                    "(advisory lock held); retry when it has finished")
+            locked = True
             _cleanup_abandoned(cur, info.task)
             cur.execute(
                 """insert into predictions.batches (task, logical_date, model_version, data_version, status,
@@ -144,7 +147,12 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             # 1. Load into a standalone table that no reader can see.
             conn.autocommit = False
             phase("copy", batch_id)
-            cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, parent))
+            # INCLUDING CONSTRAINTS: the parent's CHECKs (e.g. p10 <= p50 <= p90) hold while loading, and ATTACH
+            # requires them anyway. NOT NULL on every prediction column even where the parent allows NULL
+            # (salary_p10/p90 are NULL in batches from before migration 0003; new batches must be complete).
+            cur.execute(sql.SQL("create table {} (like {} including defaults including constraints)").format(part, parent))
+            cur.execute(sql.SQL("alter table {} {}").format(part, sql.SQL(", ").join(
+                sql.SQL("alter column {} set not null").format(sql.Identifier(c)) for c in columns)))
             copy = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
                 part, sql.SQL(", ").join(map(sql.Identifier, ("batch_id", *columns))))
             try:
@@ -153,6 +161,14 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             except pgerr.NotNullViolation as exc:
                 raise PublishError(f"{parquet_dir}: null prediction values ({exc.diag.message_primary}); "
                                    "expected every column filled") from exc
+            except pgerr.CheckViolation as exc:
+                raise PublishError(f"{parquet_dir}: rows break {SCHEMA}.{table} constraint {exc.diag.constraint_name} "
+                                   f"({_one_line(exc.diag.context or exc.diag.message_primary)}; columns batch_id,{','.join(columns)}); "
+                                   "expected the rule of that constraint (sql/migrations)") from exc
+            except pgerr.DataError as exc:  # e.g. top3 that is not JSON, text in a number column
+                raise PublishError(f"{parquet_dir}: a value does not fit its column: {exc.diag.message_primary} "
+                                   f"({_one_line(exc.diag.context)}); expected the {info.task} columns {list(columns)} "
+                                   "as in docs/prediction-tables.md") from exc
             cur.execute(sql.SQL("select count(*) from {}").format(part))
             loaded = cur.fetchone()[0]
             if loaded != expected_rows:
@@ -230,7 +246,28 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
         raise
     finally:
         if not conn.closed:
-            conn.close()  # also releases the advisory lock
+            if locked:
+                _unlock(conn, info.task)
+            conn.close()
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join(str(text or "").split())
+
+
+def _unlock(conn, task: str) -> None:
+    """Release the task's publish lock before closing. Closing releases it too, but only once the server
+    backend has exited, which the client does not wait for: a publish or rollback right after would
+    find the lock still held."""
+    import psycopg2
+
+    try:
+        conn.rollback()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("select pg_advisory_unlock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
+    except psycopg2.Error:
+        log.debug("publish %s: explicit unlock failed; closing the connection releases the lock", task)
 
 
 def _drop_batch_table(cur, task: str, batch_id: int) -> None:
@@ -240,7 +277,7 @@ def _drop_batch_table(cur, task: str, batch_id: int) -> None:
     still read the partition, then finishes. A detach interrupted half way is FINALIZEd here.
     """
     sql = _sql()
-    table, _ = TASK_TABLES[task]
+    table = spec(task).table
     name = sql.Identifier(SCHEMA, f"{table}_b{batch_id}")
     cur.execute(
         """select c.relispartition, coalesce(i.inhdetachpending, false)
@@ -277,7 +314,7 @@ def prune(conn, task: str, keep: int) -> list[int]:
                      order by batch_id desc limit %(keep)s)
                  and to_regclass(format('%%I.%%I', %(schema)s, %(table)s || '_b' || b.batch_id)) is not null
                order by b.batch_id""",
-            {"task": task, "keep": keep, "schema": SCHEMA, "table": TASK_TABLES[task][0]})
+            {"task": task, "keep": keep, "schema": SCHEMA, "table": spec(task).table})
         victims = [r[0] for r in cur.fetchall()]
         for bid in victims:
             _drop_batch_table(cur, task, bid)
@@ -290,7 +327,7 @@ def rollback(conn, task: str, to_batch: int | None = None) -> dict:
     """Make the previous (or a named) batch live again, in one short transaction; the current one becomes rolled_back."""
     from psycopg2 import errors as pgerr
 
-    table, _ = TASK_TABLES[task]
+    table = spec(task).table
     conn.autocommit = False
     try:
         with conn.cursor() as cur:

@@ -31,10 +31,32 @@ class ValidationOutcome:
     def failure_summary(self) -> str:
         parts = []
         for f in self.failed:
-            kw = {k: v for k, v in f["kwargs"].items() if k in ("column", "value", "min_value", "max_value", "column_set")}
-            obs = f.get("observed")
-            parts.append(f"{f['type']}({', '.join(f'{k}={v}' for k, v in kw.items())})" + (f" observed={obs}" if obs is not None else ""))
+            kw = {k: v for k, v in f["kwargs"].items()
+                  if k in ("column", "column_A", "column_B", "value", "min_value", "max_value", "column_set")}
+            obs, n, examples = f.get("observed"), f.get("unexpected_count"), f.get("examples")
+            parts.append(f"{f['type']}({', '.join(f'{k}={v}' for k, v in kw.items())})"
+                         + (f" observed={obs}" if obs is not None else "")
+                         + (f" unexpected={n}" if n else "") + (f" e.g. {examples}" if n and examples else ""))
         return "; ".join(parts)
+
+
+def _plain(value):
+    """numpy scalars and tuples (GX's unexpected values) as plain JSON-able Python."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
+def _examples(values, n: int = 3) -> list:
+    """Up to n distinct unexpected values, for messages that say e.g. which job_id or label was wrong."""
+    out: list = []
+    for v in values or []:
+        v = _plain(v)
+        if v not in out:
+            out.append(v)
+        if len(out) == n:
+            break
+    return out
 
 
 def load_suite(path: Path):
@@ -117,8 +139,10 @@ def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: s
             evaluated += 1
             if not r.success:
                 cfg = r.expectation_config
-                failed.append({"type": cfg.type, "kwargs": dict(cfg.kwargs), "observed": (r.result or {}).get("observed_value"),
-                               "unexpected_count": (r.result or {}).get("unexpected_count")})
+                res = r.result or {}
+                failed.append({"type": cfg.type, "kwargs": dict(cfg.kwargs), "observed": res.get("observed_value"),
+                               "unexpected_count": res.get("unexpected_count"),
+                               "examples": _examples(res.get("partial_unexpected_list"))})
     if report and report.startswith("file://"):
         from urllib.parse import unquote
 

@@ -1,0 +1,43 @@
+"""window: make sure every day of a training window has its raw snapshot and features (extract + features).
+
+Days already built are kept (each day's partitions are idempotent outputs of that day's run), so a daily
+training run only adds the newest day; --force rebuilds them all (after a feature code or params change).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from jobcast.context import RunContext, StepResult, timed_step
+from jobcast.storage import partition
+
+from jobs import extract, features
+
+log = logging.getLogger(__name__)
+
+
+def window_days(settings, task: str | None = None) -> int:
+    """The longest window the given task (or any task) trains on."""
+    train = settings.param("train")
+    tasks = [task] if task else [t for t in train if isinstance(train.get(t), dict)]
+    return max([int(train["window_days"])] + [int(train[t].get("window_days", 0)) for t in tasks if t in train])
+
+
+def run(ctx: RunContext, *, days: int | None = None, force: bool = False) -> StepResult:
+    settings = ctx.settings
+    days = days or window_days(settings)
+    with timed_step("window", ctx) as res:
+        built = 0
+        for i in reversed(range(days)):
+            day = RunContext(ctx.logical_date - dt.timedelta(days=i), settings, run_id=ctx.run_id)
+            have_raw = all(partition(settings.data_dir, "raw", t, date=day.ds).is_dir() for t in ("job_postings", "events"))
+            have_features = partition(settings.data_dir, "features", date=day.ds).is_dir()
+            if force or not have_raw:
+                extract.run(day)
+            if force or not have_raw or not have_features:
+                features.run(day)
+                built += 1
+        res.rows = days
+        res.metrics.update(days=days, built=built)
+    return res

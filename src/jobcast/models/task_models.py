@@ -1,0 +1,293 @@
+"""The three models. Each task says which rows it learns from, how LightGBM fits them, what a prediction
+batch holds and how a holdout is scored; training, the gate, scoring and the quality bench all use these.
+
+- salary:   a booster on log salary (p50) whose features include a text classifier's guess of the true
+            category (the filed one is wrong or missing for ~15% of postings, and pay depends on it most);
+            p10/p90 are p50 times the 10%/90% quantiles of the log residuals on rows the booster did not
+            fit (split-conformal), so the interval covers ~80% of actual salaries by construction.
+- category: one multiclass booster over the filed categories (unfiled postings are not labels); it never
+            sees the filed category as a feature, so it can correct it.
+- cvr:      one cross-entropy booster on (posting, day) rows: label = applies / views of that day, weight =
+            views, so the loss is the per-view Bernoulli log-loss and the score is a probability.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobcast.errors import ModelError
+from jobcast.models.matrix import FeatureSchema
+from jobcast.tasks import SPECS
+
+TASKS = tuple(SPECS)
+QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+LGB_KEYS = ("learning_rate", "num_leaves", "min_data_in_leaf", "min_sum_hessian_in_leaf", "feature_fraction",
+            "bagging_fraction", "bagging_freq", "lambda_l2", "max_bin", "seed")
+# Spark DDL of each task's prediction rows: the columns jobcast.tasks.SPECS (publish, views, suites) expects.
+_SPARK_TYPES = {"job_id": "long", "category": "string", "top3": "string"}  # every other column is a double
+OUTPUT_SCHEMA = {t: ", ".join(f"{c} {_SPARK_TYPES.get(c, 'double')}" for c in s.columns) for t, s in SPECS.items()}
+# The gate metric of each task and whether higher is better.
+GATE_METRIC = {"salary": ("mae", False), "category": ("accuracy", True), "cvr": ("logloss", False)}
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ModelError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+    return task
+
+
+def _params(params: dict[str, Any], **fixed: Any) -> dict[str, Any]:
+    out = {k: params[k] for k in LGB_KEYS if k in params}
+    out.update(verbosity=-1, num_threads=0, deterministic=True, force_row_wise=True, **fixed)
+    return out
+
+
+def _split(df: pd.DataFrame, order: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions to fit on and a time-ordered tail (10%) for early stopping / calibration."""
+    idx = np.argsort(df[order].to_numpy(), kind="stable")
+    cut = int(len(idx) * 0.9)
+    return idx[:cut], idx[cut:]
+
+
+def _fit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight: np.ndarray | None,
+         params: dict[str, Any], fit: np.ndarray, stop: np.ndarray):
+    """Early stopping on the tail rows; the holdout stays untouched."""
+    import lightgbm as lgb
+
+    w = (lambda rows: None if weight is None else weight[rows])
+    dtrain = lgb.Dataset(X[fit], label=label[fit], weight=w(fit), categorical_feature=categorical, free_raw_data=False)
+    dvalid = lgb.Dataset(X[stop], label=label[stop], weight=w(stop), reference=dtrain)
+    return lgb.train(lgb_params, dtrain, num_boost_round=int(params.get("num_boost_round", 1000)), valid_sets=[dvalid],
+                     callbacks=[lgb.early_stopping(int(params.get("early_stopping_rounds", 50)), verbose=False)])
+
+
+@dataclass
+class TextCategoryHint:
+    """Multinomial logistic regression from the hashed text to the filed category: a compact, fast guess of
+    the true category that the salary booster uses as one categorical feature."""
+
+    labels: list[str]
+    coef: np.ndarray       # (classes, text_buckets)
+    intercept: np.ndarray  # (classes,)
+
+    @classmethod
+    def fit(cls, df: pd.DataFrame, schema: FeatureSchema, c: float) -> "TextCategoryHint":
+        from sklearn.linear_model import LogisticRegression
+
+        rows = df[df["category_filed"].notna()]
+        labels = sorted(rows["category_filed"].astype(str).unique().tolist())
+        if len(labels) < 2:
+            raise ModelError(f"salary: the training rows have {len(labels)} distinct filed categories; need >= 2")
+        clf = LogisticRegression(C=c, max_iter=300)
+        clf.fit(schema.text_matrix(rows), rows["category_filed"].astype(str).to_numpy())
+        order = [list(clf.classes_).index(lab) for lab in labels]
+        return cls(labels, clf.coef_[order], clf.intercept_[order])
+
+    def codes(self, df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
+        return np.asarray(np.argmax(schema.text_matrix(df) @ self.coef.T + self.intercept, axis=1), dtype=float).ravel()
+
+    def save(self, path: Path) -> None:
+        np.savez(path, coef=self.coef, intercept=self.intercept, labels=np.array(self.labels))
+
+    @classmethod
+    def load(cls, path: Path) -> "TextCategoryHint":
+        z = np.load(path, allow_pickle=False)
+        return cls([str(x) for x in z["labels"]], z["coef"], z["intercept"])
+
+
+def _salary_matrix(df: pd.DataFrame, schema: FeatureSchema, hint: TextCategoryHint):
+    import scipy.sparse as sp
+
+    return sp.hstack([schema.matrix(df), sp.csr_matrix(hint.codes(df, schema).reshape(-1, 1))], format="csr")
+
+
+# ---------------------------------------------------------------------------------------------- training rows
+def salary_rows(window: pd.DataFrame) -> pd.DataFrame:
+    return window[window["salary_label"].notna() & (window["salary_label"] > 0)]
+
+
+def category_rows(window: pd.DataFrame) -> pd.DataFrame:
+    return window[window["category_filed"].notna()]
+
+
+def cvr_rows(window: pd.DataFrame) -> pd.DataFrame:
+    """(posting, day) rows with at least one view that day; `views`/`applies` are the day's outcomes."""
+    return window[window["views"] > 0]
+
+
+# ---------------------------------------------------------------------------------------------- fitting
+def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Boosters by name, and task extras (label set) saved next to them."""
+    check_task(task)
+    if task == "salary":
+        fit_rows, stop_rows = _split(df, "posted_at")
+        hint = TextCategoryHint.fit(df.iloc[fit_rows], schema, float(params.get("text_hint_c", 1.0)))
+        X = _salary_matrix(df, schema, hint)
+        y = np.log(df["salary_label"].to_numpy(dtype=float))
+        booster = _fit(_params(params, objective="regression"), X, [*schema.categorical_indices, X.shape[1] - 1], y, None,
+                       params, fit_rows, stop_rows)
+        # Split-conformal interval: residual quantiles on the tail rows the booster did not fit.
+        resid = y[stop_rows] - booster.predict(X[stop_rows], num_iteration=booster.best_iteration or None)
+        offsets = {q: float(np.quantile(resid, a)) for q, a in QUANTILES.items() if q != "p50"}
+        return {"model": booster}, {"text_hint": hint, "log_offsets": offsets, "calibration_rows": int(len(stop_rows))}
+    if task == "category":
+        labels = sorted(df["category_filed"].astype(str).unique().tolist())
+        if len(labels) < 2:
+            raise ModelError(f"category: training rows have {len(labels)} distinct filed categories; need >= 2")
+        y = pd.Categorical(df["category_filed"].astype(str), categories=labels).codes.astype(float)
+        booster = _fit(_params(params, objective="multiclass", num_class=len(labels)), schema.matrix(df),
+                       schema.categorical_indices, y, None, params, *_split(df, "posted_at"))
+        return {"model": booster}, {"labels": labels}
+    views = df["views"].to_numpy(dtype=float)
+    applies = np.minimum(df["applies"].to_numpy(dtype=float), views)
+    booster = _fit(_params(params, objective="cross_entropy"), schema.matrix(df), schema.categorical_indices, applies / views,
+                   views, params, *_split(df, "logical_date"))
+    return {"model": booster}, {}
+
+
+def save(directory: Path, boosters: dict[str, Any], schema: FeatureSchema, extras: dict[str, Any]) -> dict[str, Any]:
+    """Write the model files; returns the JSON-safe extras (for the registry metadata)."""
+    for name, booster in boosters.items():
+        booster.save_model(str(directory / f"{name}.txt"), num_iteration=booster.best_iteration or None)
+    extras = dict(extras)
+    hint = extras.pop("text_hint", None)
+    if hint is not None:
+        hint.save(directory / "text_hint.npz")
+        extras["text_hint"] = "text_hint.npz"
+    (directory / "feature_schema.json").write_text(json.dumps(schema.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    (directory / "model.json").write_text(json.dumps({"boosters": sorted(boosters), **extras}, ensure_ascii=False, indent=1),
+                                          encoding="utf-8")
+    return extras
+
+
+# ---------------------------------------------------------------------------------------------- predicting
+@dataclass
+class Predictor:
+    """A loaded model version; scoring workers keep one per process."""
+
+    task: str
+    directory: Path
+    schema: FeatureSchema
+    boosters: dict[str, Any]
+    labels: list[str]
+    info: dict[str, Any]
+    hint: TextCategoryHint | None = None
+
+    @classmethod
+    def load(cls, task: str, directory: Path) -> "Predictor":
+        import lightgbm as lgb
+
+        info_file, schema_file = directory / "model.json", directory / "feature_schema.json"
+        for f in (info_file, schema_file):
+            if not f.is_file():
+                raise ModelError(f"{directory}: {f.name} missing; expected a model version written by `jobcast train`")
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        boosters = {name: lgb.Booster(model_file=str(directory / f"{name}.txt")) for name in info["boosters"]}
+        schema = FeatureSchema.from_dict(json.loads(schema_file.read_text(encoding="utf-8")))
+        hint = TextCategoryHint.load(directory / info["text_hint"]) if info.get("text_hint") else None
+        return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, hint)
+
+    def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
+        job_id = df["job_id"].astype("int64").to_numpy()
+        if len(df) == 0:
+            return _empty(self.task)
+        if self.task == "salary":
+            log_p50 = self.boosters["model"].predict(_salary_matrix(df, self.schema, self.hint), num_threads=num_threads)
+            off = self.info["log_offsets"]
+            return pd.DataFrame({"job_id": job_id, "salary_p10": np.exp(log_p50 + min(off["p10"], 0.0)),
+                                 "salary_p50": np.exp(log_p50), "salary_p90": np.exp(log_p50 + max(off["p90"], 0.0))})
+        X = self.schema.matrix(df)
+        if self.task == "category":
+            proba = self.probabilities(X, num_threads)
+            top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
+            labels = np.array(self.labels, dtype=object)
+            top3 = [json.dumps([{"category": labels[j], "probability": round(float(p[j]), 6)} for j in row], ensure_ascii=False)
+                    for row, p in zip(top, proba)]
+            return pd.DataFrame({"job_id": job_id, "category": labels[top[:, 0]].astype(str),
+                                 "probability": proba[np.arange(len(df)), top[:, 0]], "top3": top3})
+        p = np.clip(self.boosters["model"].predict(X, num_threads=num_threads), 1e-6, 1 - 1e-6)
+        return pd.DataFrame({"job_id": job_id, "cvr": p})
+
+    def probabilities(self, X, num_threads: int = 1) -> np.ndarray:
+        return self.boosters["model"].predict(X, num_threads=num_threads).reshape(X.shape[0], len(self.labels))
+
+
+def _empty(task: str) -> pd.DataFrame:
+    cols = [c.split() for c in OUTPUT_SCHEMA[task].split(", ")]
+    dtypes = {"long": "int64", "double": "float64", "string": "object"}
+    return pd.DataFrame({name: pd.Series([], dtype=dtypes[t]) for name, t in cols})
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def salary_metrics(y: np.ndarray, pred: pd.DataFrame) -> dict[str, float]:
+    inside = (y >= pred["salary_p10"].to_numpy()) & (y <= pred["salary_p90"].to_numpy())
+    return {"mae": float(np.mean(np.abs(y - pred["salary_p50"].to_numpy()))),
+            "coverage_p10_p90": float(inside.mean()),
+            "below_p10": float(np.mean(y < pred["salary_p10"].to_numpy())),
+            "above_p90": float(np.mean(y > pred["salary_p90"].to_numpy()))}
+
+
+def category_metrics(y: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    y, predicted = np.asarray(y, dtype=object).astype(str), np.asarray(predicted, dtype=object).astype(str)
+    present = sorted(set(y) | set(predicted))
+    return {"accuracy": float(np.mean(y == predicted)),
+            "macro_f1": float(f1_score(y, predicted, labels=present, average="macro", zero_division=0)),
+            "confusion_matrix": {"labels": present, "rows_true_cols_pred": confusion_matrix(y, predicted, labels=present).tolist()}}
+
+
+def cvr_metrics(views: np.ndarray, applies: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Per-view log-loss and AUC (each view is one Bernoulli trial), and a calibration curve by predicted decile."""
+    from sklearn.metrics import roc_auc_score
+
+    views = np.asarray(views, dtype=float)
+    applies = np.minimum(np.asarray(applies, dtype=float), views)
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    logloss = -float(np.sum(applies * np.log(p) + (views - applies) * np.log(1 - p)) / views.sum())
+    y = np.r_[np.ones(len(p)), np.zeros(len(p))]
+    w = np.r_[applies, views - applies]
+    keep = w > 0
+    auc = float(roc_auc_score(y[keep], np.r_[p, p][keep], sample_weight=w[keep])) if 0 < applies.sum() < views.sum() else float("nan")
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+    curve = []
+    for b in range(max(len(edges) - 1, 1)):
+        m = which == b
+        if views[m].sum() > 0:
+            curve.append({"predicted": float(np.average(p[m], weights=views[m])), "observed": float(applies[m].sum() / views[m].sum()),
+                          "views": int(views[m].sum())})
+    ece = sum(c["views"] * abs(c["predicted"] - c["observed"]) for c in curve) / max(views.sum(), 1)
+    return {"logloss": logloss, "auc": auc, "base_rate": float(applies.sum() / views.sum()),
+            "calibration_error": float(ece), "calibration_curve": curve}
+
+
+def evaluate(task: str, predictor: Predictor, holdout: pd.DataFrame) -> dict[str, Any]:
+    """The task's holdout metrics of a model (the gate compares champion and challenger with this)."""
+    pred = predictor.predict(holdout, num_threads=0)
+    if task == "salary":
+        return salary_metrics(holdout["salary_label"].to_numpy(dtype=float), pred)
+    if task == "category":
+        return category_metrics(holdout["category_filed"].to_numpy(), pred["category"].to_numpy(), predictor.labels)
+    return cvr_metrics(holdout["views"].to_numpy(), holdout["applies"].to_numpy(), pred["cvr"].to_numpy())
+
+
+def baseline(task: str, train: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, float]:
+    """The simple baselines the issue names: salary = filed category x prefecture median, category = majority
+    class, cvr = the training base rate."""
+    if task == "salary":
+        cell = train.groupby(["category_filed", "prefecture"], dropna=False)["salary_label"].median()
+        guess = holdout.join(cell.rename("b"), on=["category_filed", "prefecture"])["b"].fillna(train["salary_label"].median())
+        return {"baseline_mae": float(np.mean(np.abs(holdout["salary_label"].to_numpy() - guess.to_numpy())))}
+    if task == "category":
+        majority = train["category_filed"].mode().iloc[0]
+        return {"baseline_accuracy": float(np.mean(holdout["category_filed"].to_numpy() == majority))}
+    rate = float(train["applies"].sum() / train["views"].sum())
+    m = cvr_metrics(holdout["views"].to_numpy(), holdout["applies"].to_numpy(), np.full(len(holdout), rate))
+    return {"baseline_logloss": m["logloss"]}
