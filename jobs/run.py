@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from jobcast import TASKS
 from jobcast.context import RunContext, StepResult
 from jobcast.models import registry
 
@@ -13,7 +14,7 @@ from jobs import extract, features, publish, score, train, validate, window
 log = logging.getLogger(__name__)
 
 
-def run(ctx: RunContext, *, tasks: tuple[str, ...] = ("salary",), retrain: bool = False, force: bool = False,
+def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = False, force: bool = False,
         echo: Callable[[str], None] = print) -> list[StepResult]:
     results: list[StepResult] = []
 

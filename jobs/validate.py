@@ -71,7 +71,7 @@ def _need(path: Path, what: str, hint: str) -> Path:
 
 def validate_raw(ctx: RunContext) -> list[dict]:
     settings = ctx.settings
-    day_start, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
+    _, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
     hint = f"jobcast extract --date {ctx.ds}"
     post_dir = _need(partition(settings.data_dir, "raw", "job_postings", date=ctx.ds), "raw postings", hint)
     ev_dir = _need(partition(settings.data_dir, "raw", "events", date=ctx.ds), "raw events", hint)
@@ -81,10 +81,11 @@ def validate_raw(ctx: RunContext) -> list[dict]:
                                    date=(ctx.logical_date - dt.timedelta(days=1)).isoformat()))
     min_rows = max(1, int(prev.get("rows", 0) * float(settings.param("validate.raw.min_rows_vs_previous_day"))))
     events = pq.read_table(ev_dir).to_pandas()
-    events["seconds_into_day"] = (events["occurred_at"] - pd.Timestamp(day_start)).dt.total_seconds()
+    events["seconds_before_day_end"] = (pd.Timestamp(day_end) - events["occurred_at"]).dt.total_seconds()
+    max_seconds = (int(settings.param("features.event_window_days")) + 1) * 86400
     return [
         _gate(ctx, "raw_job_postings", "raw_job_postings", post_dir, postings, {"min_rows": min_rows}),
-        _gate(ctx, "raw_events", "raw_events", ev_dir, events, {}),
+        _gate(ctx, "raw_events", "raw_events", ev_dir, events, {"max_seconds": max_seconds}),
     ]
 
 

@@ -37,7 +37,10 @@ def test_db_url_and_status_report_the_configured_server(settings, db_url):
 
 def test_dvc_sees_every_step_as_a_stage(settings):
     proc = subprocess.run([DVC, "dag", "--dot"], capture_output=True, text=True, cwd=REPO, check=True)
-    for stage in ("database", "generate", "extract", "features", "train@salary", "score@salary", "validate@salary", "publish@salary"):
+    stages = ["database", "generate", "window", "quality"]
+    for task in ("salary", "category", "cvr"):
+        stages += [f"train@{task}", f"score@{task}", f"validate@{task}", f"publish@{task}"]
+    for stage in stages:
         assert f'"{stage}"' in proc.stdout, stage
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
@@ -55,6 +58,7 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["generate"].update(postings=3000, days=30, start_date="2026-09-01")
     params["run"]["date"] = "2026-09-30"
+    params["train"].update(window_days=6, holdout_days=2)  # as tests/params-small.yaml
     (work / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_")}
     env.update(JOBCAST_DATABASE_URL=db_url, JOBCAST_HOME=str(work), JOBCAST_SPARK_MASTER="local[2]",
@@ -65,12 +69,14 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     assert (work / "dvc.lock").is_file()
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
-        cur.execute("select count(*), min(prediction_date)::text from predictions.job_salary")
-        n, pdate = cur.fetchone()
-    assert n > 0 and pdate == "2026-09-30"
+        for view in ("job_salary", "job_category", "job_cvr"):
+            cur.execute(f"select count(*), min(prediction_date)::text from predictions.{view}")
+            n, pdate = cur.fetchone()
+            assert n > 0 and pdate == "2026-09-30", view
     second = subprocess.run([DVC, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Running stage 'train@salary'" not in second.stdout  # unchanged inputs: not retrained
+    assert (work / "metrics" / "quality.json").is_file() and (work / "metrics" / "calibration_cvr.json").is_file()
 
 
 def test_rollback_and_batches_commands(settings):

@@ -23,14 +23,14 @@ def live_batches(conn):
         return cur.fetchone()
 
 
-def test_a_wrong_event_type_fails_the_raw_gate_and_publishes_nothing(settings, generated, conn):
-    first = run.run(make_ctx(settings), echo=lambda _: None)
+def test_a_wrong_event_type_fails_the_raw_gate_and_publishes_nothing(settings, champions, conn):
+    first = run.run(make_ctx(settings), tasks=("salary",), echo=lambda _: None)
     before = live_batches(conn)
     with conn.cursor() as cur:  # the app starts logging a new event type on that day
         cur.execute("update app.events set event_type = 'click' where event_id in (select event_id from app.events "
                     "where occurred_at >= '2026-09-29T15:00:00Z' and occurred_at < '2026-09-30T15:00:00Z' limit 5)")
     with pytest.raises(ValidationFailed, match=r"raw_events failed 1 of 5 expectations: expect_column_values_to_be_in_set") as err:
-        run.run(make_ctx(settings), echo=lambda _: None)
+        run.run(make_ctx(settings), tasks=("salary",), echo=lambda _: None)
     assert "raw_events" in open(err.value.report_path, encoding="utf-8").read()
     assert live_batches(conn) == before and before[2] == first[-1].ids["batch_id"]
     verdict = json.loads((settings.reports_dir / "validations" / "raw_events" / f"dt={SMALL_DATE}.json").read_text())
@@ -59,9 +59,9 @@ def test_tampered_features_fail_the_features_gate(settings, generated):
         validate.run(ctx, layer="features")
 
 
-def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(settings, generated, conn):
+def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(settings, champions, conn):
     ctx = make_ctx(settings)
-    run.run(ctx, echo=lambda _: None)
+    run.run(ctx, tasks=("salary",), echo=lambda _: None)
     before = live_batches(conn)
     preds = partition(settings.data_dir, "predictions", "salary", date=SMALL_DATE)
     f = next(preds.glob("*.parquet"))
@@ -80,9 +80,9 @@ def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(set
     assert live_batches(conn) == before
 
 
-def test_a_normal_rerun_passes_the_drift_gate(settings, generated, conn):
+def test_a_normal_rerun_passes_the_drift_gate(settings, champions, conn):
     ctx = make_ctx(settings)
-    run.run(ctx, echo=lambda _: None)
-    out = run.run(ctx, echo=lambda _: None)  # same model, same data: no drift
+    run.run(ctx, tasks=("salary",), echo=lambda _: None)
+    out = run.run(ctx, tasks=("salary",), echo=lambda _: None)  # same model, same data: no drift
     assert out[-1].ids["status"] == "published"
     assert (settings.reports_dir / "validations" / "salary_drift" / f"dt={SMALL_DATE}.json").is_file()

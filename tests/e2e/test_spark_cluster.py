@@ -11,8 +11,7 @@ import pytest
 
 import pyspark
 
-from conftest import REPO, SMALL_DATE, free_port, make_ctx
-from jobs import extract, features, train
+from conftest import REPO, SMALL_DATE, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +55,8 @@ def standalone_cluster(tmp_path):
             p.wait(30)
 
 
-def test_scoring_runs_on_a_standalone_spark_cluster(settings, generated, standalone_cluster):
-    url, master_log = standalone_cluster
-    ctx = make_ctx(settings)
-    extract.run(ctx)
-    features.run(ctx)  # local Spark in this process
-    train.run(ctx)
+def test_scoring_runs_on_a_standalone_spark_cluster(settings, champions, standalone_cluster):
+    url, master_log = standalone_cluster  # features and models built with local Spark (the champions fixture)
     env = {**os.environ, "JOBCAST_SPARK_MASTER": url, "SPARK_LOCAL_IP": "127.0.0.1",
            "JOBCAST_SPARK_CONF": "spark.executor.memory=512m,spark.sql.shuffle.partitions=2"}
     proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "score", "--task", "salary", "--date", SMALL_DATE],

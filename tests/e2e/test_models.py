@@ -1,0 +1,153 @@
+"""The three models on real Spark features, LightGBM, the file registry and the gate."""
+
+import copy
+import dataclasses
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import pyarrow.parquet as pq
+import pytest
+
+from jobcast import TASKS
+from jobcast.errors import ModelError
+from jobcast.models import registry
+from jobcast.models.task_models import Predictor
+from jobcast.storage import partition
+
+from conftest import SMALL_DATE, make_ctx
+from jobs import extract, features, publish, score, train, validate
+
+pytestmark = pytest.mark.e2e
+
+
+def with_params(settings, **changes):
+    """Settings whose params differ by dotted keys, e.g. with_params(s, **{"train.category.num_boost_round": 1})."""
+    params = copy.deepcopy(settings.params)
+    for dotted, value in changes.items():
+        node = params
+        *path, last = dotted.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return dataclasses.replace(settings, params=params)
+
+
+def test_three_models_are_registered_scored_validated_and_published(champions, conn, db_url):
+    settings = champions  # window (6 days, tests/params-small.yaml) + train for each task, as `jobcast run` does
+    ctx = make_ctx(settings)
+    for task in TASKS:
+        version_dir = registry.champion_dir(settings, task)
+        meta = registry.read_metadata(version_dir)
+        # The registry entry: model files, feature schema, params, metrics, data and code versions.
+        assert {"model.txt", "model.json", "feature_schema.json", "metadata.json"} <= {p.name for p in version_dir.iterdir()}
+        assert meta["params"] == settings.param(f"train.{task}") and len(meta["feature_partitions"]) == 6
+        assert meta["data_version"] and meta["code_version"] and meta["window_days"] == 6
+        assert "no champion yet" in registry.champion(settings, task)["reason"]
+        score.run(ctx, task=task)
+        validate.run(ctx, task=task)
+        publish.run(ctx, task=task)
+
+    m = {t: registry.read_metadata(registry.champion_dir(settings, t))["metrics"] for t in TASKS}
+    assert m["salary"]["mae"] < m["salary"]["baseline_mae"] and 0.6 < m["salary"]["coverage_p10_p90"] < 0.95
+    assert m["category"]["accuracy"] > 0.8 > m["category"]["baseline_accuracy"] and m["category"]["macro_f1"] > 0.7
+    assert len(m["category"]["confusion_matrix"]["labels"]) == len(m["category"]["confusion_matrix"]["rows_true_cols_pred"])
+    assert m["cvr"]["logloss"] < m["cvr"]["baseline_logloss"] * 1.01 and m["cvr"]["auc"] > 0.5
+    assert m["cvr"]["calibration_curve"] and all(0 < c["predicted"] < 1 for c in m["cvr"]["calibration_curve"])
+
+    app = psycopg2.connect(db_url)  # a web app's connection
+    with app, app.cursor() as cur:
+        cur.execute("select count(*), bool_and(salary_p10 <= salary_p50 and salary_p50 <= salary_p90) from predictions.job_salary")
+        n_salary, ordered = cur.fetchone()
+        cur.execute("select count(*), avg((p.category = t.category)::int) from predictions.job_category p "
+                    "join truth.job_category t using (job_id)")
+        n_category, accuracy = cur.fetchone()
+        cur.execute("select top3, category, probability from predictions.job_category limit 1")
+        top3, category, probability = cur.fetchone()
+        cur.execute("select count(*), min(p.cvr), max(p.cvr), avg(abs(p.cvr - t.cvr)) from predictions.job_cvr p "
+                    "join truth.job_cvr_daily t on t.job_id = p.job_id and t.day = p.prediction_date")
+        n_cvr, lo, hi, cvr_mae = cur.fetchone()
+    app.close()
+    assert n_salary == n_category == n_cvr > 0 and ordered
+    assert accuracy > 0.85  # against the TRUE category, although 15% of training labels were missing or wrong
+    assert len(top3) == 3 and top3[0]["category"] == category and abs(top3[0]["probability"] - probability) < 1e-5
+    assert 0 < lo < hi < 0.5 and cvr_mae < 0.02
+
+
+def test_the_gate_refuses_a_worse_model_and_keeps_the_champion(champions):
+    settings = champions
+    champ = registry.champion(settings, "category")["version"]
+    worse = with_params(settings, **{"train.category.num_boost_round": 2, "train.category.learning_rate": 0.01,
+                                     "train.category.num_leaves": 2})
+    res = train.run(make_ctx(worse), task="category")
+    assert res.ids["promoted"] is False
+    assert res.metrics["reason"].startswith(f"kept champion {champ}: new model is worse")
+    assert registry.champion(settings, "category")["version"] == champ  # the pointer did not move
+    assert res.ids["model_version"] in {m["version"] for m in registry.list_versions(settings, "category")}  # kept for inspection
+
+
+def test_a_model_whose_feature_schema_does_not_match_is_refused_clearly(champions, tmp_path):
+    settings = champions
+    feats = partition(settings.data_dir, "features", date=SMALL_DATE)
+    df = pq.read_table(feats).to_pandas().drop(columns=["job_cvr_28d"])
+    df.to_parquet(tmp_path / "part-0.parquet")
+    (tmp_path / "_manifest.json").write_text(json.dumps({"rows": len(df), "text_hash_buckets": 1024}))
+    model = Predictor.load("cvr", registry.champion_dir(settings, "cvr"))
+    with pytest.raises(ModelError, match=r"lack columns \['job_cvr_28d'\]"):
+        model.schema.check(list(df.columns), 1024, "features of test")
+    with pytest.raises(ModelError, match="256 buckets but the model expects 1024"):
+        model.schema.check(list(df.columns) + ["job_cvr_28d"], 256, "features of test")
+
+
+def test_categories_never_seen_in_training_are_scored(champions):
+    settings = champions
+    df = pq.read_table(partition(settings.data_dir, "features", date=SMALL_DATE)).to_pandas().head(50)
+    df["prefecture"] = "火星県"              # unseen categorical values: LightGBM's "missing" branch
+    df["employment_type"] = "ギグワーク"
+    df["category_filed"] = "宇宙開発"
+    for task in TASKS:
+        out = Predictor.load(task, registry.champion_dir(settings, task)).predict(df)
+        assert len(out) == 50 and not out.isna().any().any(), task
+    cat = Predictor.load("category", registry.champion_dir(settings, "category"))
+    assert set(cat.predict(df)["category"]) <= set(cat.labels)  # never invents a label
+
+
+def test_features_ignore_events_on_or_after_the_logical_date(settings, generated, conn):
+    ctx = make_ctx(settings)
+    extract.run(ctx)
+    features.run(ctx)
+    feats = partition(settings.data_dir, "features", date=ctx.ds)
+    before = pq.read_table(feats).to_pandas().set_index("job_id")
+    job = int(before.index[0])
+    # Plant a burst of views and applies on the logical date and on the next day.
+    with conn, conn.cursor() as cur:
+        cur.execute("select max(event_id) from app.events")
+        next_id = cur.fetchone()[0] + 1
+        for i, (when, kind) in enumerate([(f"{ctx.ds} 12:00+09", "view"), (f"{ctx.ds} 12:01+09", "apply"),
+                                          (f"{ctx.logical_date + dt.timedelta(days=1)} 09:00+09", "apply")] * 20):
+            cur.execute("insert into app.events values (%s, %s, 1, %s, %s)", (next_id + i, job, kind, when))
+    extract.run(ctx)
+    raw = pq.read_table(partition(settings.data_dir, "raw", "events", date=ctx.ds)).to_pandas()
+    assert (raw["event_id"] >= next_id).sum() == 40  # the logical date's events are in the snapshot (labels)...
+    features.run(ctx)
+    after = pq.read_table(feats).to_pandas().set_index("job_id")
+    cols = ["views_7d", "applies_7d", "views_28d", "applies_28d", "job_cvr_28d", "company_cvr_28d", "category_cvr_28d"]
+    pd.testing.assert_frame_equal(after.loc[[job], cols], before.loc[[job], cols])  # ...but no feature moved
+    # And the counts are exactly the SQL counts of the 7 days before the logical date.
+    with conn.cursor() as cur:
+        cur.execute("""select count(*) filter (where event_type = 'view'), count(*) filter (where event_type = 'apply')
+                       from app.events where job_id = %s and occurred_at >= (%s::date - 7)::timestamp at time zone 'Asia/Tokyo'
+                       and occurred_at < %s::date::timestamp at time zone 'Asia/Tokyo'""", (job, ctx.ds, ctx.ds))
+        views, applies = cur.fetchone()
+    assert (after.loc[job, "views_7d"], after.loc[job, "applies_7d"]) == (views, applies)
+
+
+def test_cvr_labels_come_from_the_day_and_features_from_before_it(champions):
+    settings = champions
+    ctx = make_ctx(settings)
+    frame, is_holdout = train.training_frame(ctx, "cvr", train.load_window(ctx, 6)[0], 2)
+    assert (frame["views"] > 0).all() and (frame["applies"] <= frame["views"]).all()
+    assert sorted(frame.loc[is_holdout, "logical_date"].astype(str).unique()) == ["2026-09-29", "2026-09-30"]
+    assert np.isfinite(frame["views_7d"]).all()
