@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -14,7 +15,7 @@ from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError, ModelError
 from jobcast.models import registry, task_models as tasks
 from jobcast.sources import day_bounds
-from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest
+from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,8 @@ MIN_HOLDOUT = 30
 MIN_TRAIN = 200
 
 
-def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = None) -> tuple[pd.DataFrame, list[str], int]:
-    """Feature rows of the window's days (one per open posting and day), with the partitions' content hashes."""
+def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str], int]:
+    """Feature rows of the window's days (one per open posting and day), with each partition's DVC hash."""
     settings = ctx.settings
     days = [ctx.logical_date - dt.timedelta(days=i) for i in reversed(range(window_days))]
     paths = [partition(settings.data_dir, "features", date=d.isoformat()) for d in days]
@@ -35,7 +36,7 @@ def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = N
     if len(buckets) != 1:
         raise InputDataError(f"training window ending {ctx.ds}: partitions use different text_hash_buckets {buckets}")
     df = pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in paths], ignore_index=True)
-    return df, [dir_hash(p) for p in paths], int(buckets.pop())
+    return df, {p.name: dvc_hash(p) for p in paths}, int(buckets.pop())
 
 
 def day_outcomes(ctx: RunContext, day: dt.date) -> pd.DataFrame:
@@ -93,10 +94,14 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
 
         schema = FeatureSchema.fit(train_df, buckets, task)
         boosters, extras = tasks.fit(task, train_df, schema, params)
-        data_version = hashlib.md5("".join(versions).encode()).hexdigest()
+        # The training data version: one md5 over the DVC hashes of the window's partitions (each kept below).
+        data_version = hashlib.md5(json.dumps(versions, sort_keys=True).encode()).hexdigest()
         code_version = registry.code_version(settings.root)
+        # Same inputs, params and code (commit plus the training code's bytes, so a dirty tree counts) -> same id.
+        code_digest = hashlib.md5(b"".join(f.read_bytes() for f in sorted(Path(tasks.__file__).parent.glob("*.py")))
+                                  + Path(__file__).read_bytes()).hexdigest()
         version = f"{ctx.logical_date:%Y%m%d}-" + hashlib.sha1(
-            json.dumps([task, data_version, params, buckets, code_version], sort_keys=True).encode()).hexdigest()[:8]
+            json.dumps([task, data_version, params, buckets, code_version, code_digest], sort_keys=True).encode()).hexdigest()[:8]
 
         final = registry.version_dir(settings, task, version)
         with atomic_dir(final) as tmp:

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Sequence
 
+from jobcast import TASKS
 from jobcast.errors import JobcastError
 
 log = logging.getLogger("jobcast")
@@ -164,7 +165,7 @@ def cmd_demo(args) -> int:
         conn.close()
     cmd_generate(argparse.Namespace(postings=None, days=None, seed=None, start_date=None))
     print(f"jobcast run {date}")
-    run(RunContext(logical_date=date, settings=settings), tasks=("salary",))
+    run(RunContext(logical_date=date, settings=settings))
     if not args.skip_airflow:
         log_file = settings.state_dir / "logs" / f"demo-airflow-{date}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -176,9 +177,11 @@ def cmd_demo(args) -> int:
         print(f"airflow dags test jobcast_daily {date}: {outcome} in {time.perf_counter() - t0:.0f}s (log: {log_file})")
         if proc.returncode != 0:
             return 1
-    for line in live_summary(settings, ("salary",)):
+    for line in live_summary(settings, TASKS):
         print(line)
-    print(f"read it yourself: psql {database_url(settings)} -c 'select * from predictions.job_salary limit 5'")
+    # Model quality next to the best achievable on this data (the generator's truth): bench/quality.py.
+    subprocess.run([sys.executable, str(settings.root / "bench" / "quality.py"), "--date", str(date)], check=False)
+    print(f"read it yourself: psql {database_url(settings)} -c 'select * from predictions.job_category limit 5'")
     return 0
 
 
@@ -247,13 +250,17 @@ def cmd_batches(args) -> int:
 
 def cmd_models(args) -> int:
     from jobcast.models import registry
+    from jobcast.models.task_models import GATE_METRIC
 
     settings = _settings()
     if args.action == "list":
         champ = (registry.champion(settings, args.task) or {}).get("version")
         for m in registry.list_versions(settings, args.task):
             mark = "*" if m["version"] == champ else " "
-            print(f"{mark} {m['version']:<20} {m['created_at'][:19]}  mae={m['metrics'].get('mae', float('nan')):,.0f}  "
+            metric = GATE_METRIC[args.task][0]
+            value = float(m["metrics"].get(metric, float("nan")))
+            shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
+            print(f"{mark} {m['version']:<20} {m['created_at'][:19]}  {metric}={shown}  "
                   f"n_train={m['metrics'].get('n_train')}  code={m.get('code_version')}")
     elif args.action == "show":
         version = args.version or (registry.champion(settings, args.task) or {}).get("version")
@@ -297,8 +304,6 @@ def cmd_airflow(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobcast import TASKS
-
     p = argparse.ArgumentParser(prog="jobcast", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)

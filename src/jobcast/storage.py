@@ -78,3 +78,18 @@ def parquet_rows(directory: Path) -> int:
     import pyarrow.parquet as pq
 
     return sum(pq.ParquetFile(f).metadata.num_rows for f in directory.glob("*.parquet"))
+
+
+def dvc_hash(path: Path) -> str:
+    """The md5 DVC records for this file or directory (`<md5>.dir` for a directory, as in dvc.lock), computed
+    with DVC's own hashing library, so a model's inputs can be matched against `dvc.lock` or the DVC cache."""
+    import tempfile
+
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db.local import LocalHashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as odb_dir:
+        _, _, obj = build(LocalHashFileDB(fs, odb_dir), str(path), fs, "md5", dry_run=True)
+    return obj.hash_info.value

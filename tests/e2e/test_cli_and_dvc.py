@@ -68,6 +68,12 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     first = subprocess.run([DVC, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     assert (work / "dvc.lock").is_file()
+    # The models record their inputs with DVC's own hash: the same value dvc.lock has for data/features.
+    from jobcast.storage import dvc_hash
+
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    locked = {d["path"]: d["md5"] for d in lock["stages"]["train@salary"]["deps"]}
+    assert locked["data/features"] == dvc_hash(work / "data" / "features")
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
         for view in ("job_salary", "job_category", "job_cvr"):
             cur.execute(f"select count(*), min(prediction_date)::text from predictions.{view}")

@@ -44,6 +44,7 @@ def test_three_models_are_registered_scored_validated_and_published(champions, c
         # The registry entry: model files, feature schema, params, metrics, data and code versions.
         assert {"model.txt", "model.json", "feature_schema.json", "metadata.json"} <= {p.name for p in version_dir.iterdir()}
         assert meta["params"] == settings.param(f"train.{task}") and len(meta["feature_partitions"]) == 6
+        assert all(h.endswith(".dir") for h in meta["feature_partitions"].values())  # DVC hashes (dvc.lock format)
         assert meta["data_version"] and meta["code_version"] and meta["window_days"] == 6
         assert "no champion yet" in registry.champion(settings, task)["reason"]
         score.run(ctx, task=task)
