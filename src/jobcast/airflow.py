@@ -31,7 +31,9 @@ def airflow_env(root: Path, port: int | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 spawns 32 idle workers (~1.8 GB) on a 2-core box
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # SQLite allows one writer: the CLI (e.g. `backfill create`) waits up to 30 s for the scheduler's
+        # write lock instead of failing with "database is locked" after sqlite3's default 5 s.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "JOBCAST_HOME": str(root),
         "GX_ANALYTICS_ENABLED": "False",
@@ -76,7 +78,18 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
     pinned = (params.get("model_versions") or {}).get(task) if task else None
     if step == "score" and pinned:
         kwargs["model_version"] = pinned
-    result = importlib.import_module(f"jobs.{step}").run(ctx, **kwargs)
+    from jobcast.errors import ConfigError, InputDataError, ModelError, ValidationFailed
+
+    try:
+        result = importlib.import_module(f"jobs.{step}").run(ctx, **kwargs)
+    except (ConfigError, InputDataError, ModelError, ValidationFailed) as exc:
+        # Bad input, a failed gate or an unusable model fails the same way on every try: fail now, skip the
+        # retries (they are for transient errors: a database restart, a publish lock held by another run).
+        from airflow.exceptions import AirflowFailException
+
+        failed = AirflowFailException(f"{type(exc).__name__}: {exc}")
+        failed.report_path = getattr(exc, "report_path", None)
+        raise failed from exc
     log.info("%s", result.summary())
     return result.to_dict()
 

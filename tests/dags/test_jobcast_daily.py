@@ -22,7 +22,7 @@ def make_airflow_home(home: Path) -> dict:
 
     port = free_port()
     env = {**os.environ, **airflow_env(REPO, port=port), "AIRFLOW_HOME": str(home),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30"}
     proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "airflow", "pools", "list"], env=env,
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and "jobcast_spark" in proc.stdout, proc.stderr[-2000:]
@@ -80,3 +80,21 @@ def test_airflow_dags_test_trains_then_runs_the_daily_dag_green(airflow_home, se
         cur.execute("select distinct run_id from predictions.batches where status = 'published'")
         run_ids = [r[0] for r in cur.fetchall()]
     assert len(run_ids) == 1 and run_ids[0].startswith("manual__")  # the one Airflow run that made all three
+
+
+def test_a_bad_input_fails_the_right_airflow_task_names_the_expectation_and_publishes_nothing(
+        airflow_home, settings, champions, db_url):
+    env = {**airflow_home, **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
+    with psycopg2.connect(db_url) as c, c.cursor() as cur:  # the app starts logging a new event type that day
+        cur.execute("update app.events set event_type = 'click' where event_id in (select event_id from app.events "
+                    "where occurred_at >= '2026-09-29T15:00:00Z' and occurred_at < '2026-09-30T15:00:00Z' limit 5)")
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "jobcast_daily", SMALL_DATE],
+                          env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert "state=failed" in log and "state=success" not in log.split("DagRun Finished")[-1][:300]
+    assert "validate_raw" in log and "expect_column_values_to_be_in_set(column=event_type)" in log  # what and where
+    assert "report: " in log and "/reports/gx/" in log  # the failure callback points at the Data Docs page
+    assert "Marking task as UP_FOR_RETRY" not in log  # bad data fails at once, retries are for transient errors
+    with psycopg2.connect(db_url) as c, c.cursor() as cur:
+        cur.execute("select count(*) from predictions.batches")
+        assert cur.fetchone()[0] == 0  # nothing reached the web apps

@@ -47,10 +47,12 @@ def test_outside_a_project_the_error_says_what_to_do(monkeypatch, tmp_path):
 def test_params_override_file_merges_key_by_key(monkeypatch, tmp_path):
     override = tmp_path / "small.yaml"
     override.write_text("train:\n  window_days: 3\n  salary:\n    learning_rate: 0.5\n", encoding="utf-8")
+    monkeypatch.delenv("JOBCAST_PARAMS_OVERRIDE", raising=False)
+    base = Settings.load(REPO).params
     monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(override))
     s = Settings.load(REPO)
     assert s.param("train.window_days") == 3 and s.param("train.salary.learning_rate") == 0.5
-    assert s.param("train.holdout_days") == 7 and s.param("train.salary.num_leaves") == 15  # untouched keys stay
+    assert s.param("train.holdout_days") == 7 and s.param("train.salary.num_leaves") == base["train"]["salary"]["num_leaves"]
     monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(tmp_path / "missing.yaml"))
     with pytest.raises(ConfigError, match="missing.yaml"):
         Settings.load(REPO)
