@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext) -> StepResult:
-    from jobcast.features.transforms import CleanRules, clean_postings, event_features, posting_features
+    from jobcast.features.transforms import FEATURES_VERSION, CleanRules, clean_postings, event_features, posting_features
 
     settings = ctx.settings
     raw = partition(settings.data_dir, "raw", "job_postings", date=ctx.ds)
@@ -51,6 +51,7 @@ def run(ctx: RunContext) -> StepResult:
             raw_rows = read_manifest(raw).get("rows")
             write_manifest(tmp, {
                 "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text_hash_buckets": buckets,
+                "features_version": FEATURES_VERSION,
                 "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts,
             })
         res.rows = n

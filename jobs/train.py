@@ -32,7 +32,15 @@ def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = N
     if missing:
         raise InputDataError(f"training window of {window_days} days ending {ctx.ds}: missing feature partitions "
                              f"{missing}; run `jobcast window --date {ctx.ds} --days {window_days}` first")
-    buckets = {read_manifest(p).get("text_hash_buckets") for p in paths}
+    from jobcast.features.transforms import FEATURES_VERSION
+
+    manifests = {p: read_manifest(p) for p in paths}
+    stale = [str(p) for p, m in manifests.items() if m.get("features_version") != FEATURES_VERSION]
+    if stale:
+        raise InputDataError(f"training window ending {ctx.ds}: {len(stale)} feature partitions were built by older feature "
+                             f"code (e.g. {stale[0]}); expected features_version {FEATURES_VERSION}; rebuild them with "
+                             f"`jobcast window --date {ctx.ds} --days {window_days}`")
+    buckets = {m.get("text_hash_buckets") for m in manifests.values()}
     if len(buckets) != 1:
         raise InputDataError(f"training window ending {ctx.ds}: partitions use different text_hash_buckets {buckets}")
     df = pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in paths], ignore_index=True)

@@ -1,7 +1,8 @@
 """window: make sure every day of a training window has its raw snapshot and features (extract + features).
 
 Days already built are kept (each day's partitions are idempotent outputs of that day's run), so a daily
-training run only adds the newest day; --force rebuilds them all (after a feature code or params change).
+training run only adds the newest day. Features built by older feature code (FEATURES_VERSION) or with
+another text_hash_buckets are rebuilt; --force rebuilds every day (e.g. after the source data changed).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import datetime as dt
 import logging
 
 from jobcast.context import RunContext, StepResult, timed_step
-from jobcast.storage import partition
+from jobcast.storage import partition, read_manifest
 
 from jobs import extract, features
 
@@ -24,6 +25,15 @@ def window_days(settings, task: str | None = None) -> int:
     return max([int(train["window_days"])] + [int(train[t].get("window_days", 0)) for t in tasks if t in train])
 
 
+def current(settings, features_dir) -> bool:
+    """A features partition built by this feature code with today's params."""
+    from jobcast.features.transforms import FEATURES_VERSION
+
+    m = read_manifest(features_dir)
+    return (m.get("features_version") == FEATURES_VERSION
+            and m.get("text_hash_buckets") == int(settings.param("features.text_hash_buckets")))
+
+
 def run(ctx: RunContext, *, days: int | None = None, force: bool = False) -> StepResult:
     settings = ctx.settings
     days = days or window_days(settings)
@@ -32,7 +42,7 @@ def run(ctx: RunContext, *, days: int | None = None, force: bool = False) -> Ste
         for i in reversed(range(days)):
             day = RunContext(ctx.logical_date - dt.timedelta(days=i), settings, run_id=ctx.run_id)
             have_raw = all(partition(settings.data_dir, "raw", t, date=day.ds).is_dir() for t in ("job_postings", "events"))
-            have_features = partition(settings.data_dir, "features", date=day.ds).is_dir()
+            have_features = current(settings, partition(settings.data_dir, "features", date=day.ds))
             if force or not have_raw:
                 extract.run(day)
             if force or not have_raw or not have_features:

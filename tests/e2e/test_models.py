@@ -152,3 +152,18 @@ def test_cvr_labels_come_from_the_day_and_features_from_before_it(champions):
     assert (frame["views"] > 0).all() and (frame["applies"] <= frame["views"]).all()
     assert sorted(frame.loc[is_holdout, "logical_date"].astype(str).unique()) == ["2026-09-29", "2026-09-30"]
     assert np.isfinite(frame["views_7d"]).all()
+
+
+def test_features_from_older_feature_code_are_refused_by_train_and_rebuilt_by_window(champions):
+    from jobcast.errors import InputDataError
+    from jobcast.storage import read_manifest, write_manifest
+    from jobs import window
+
+    settings = champions
+    ctx = make_ctx(settings)
+    old_day = partition(settings.data_dir, "features", date="2026-09-27")
+    write_manifest(old_day, {**read_manifest(old_day), "features_version": 1})  # as an older release wrote it
+    with pytest.raises(InputDataError, match=r"built by older feature code .*dt=2026-09-27.*jobcast window --date 2026-09-30"):
+        train.run(ctx, task="cvr")
+    assert window.run(ctx).metrics["built"] == 1  # only the stale day
+    assert train.run(ctx, task="cvr").rows > 0

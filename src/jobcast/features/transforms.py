@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+FEATURES_VERSION = 2  # bump when a feature's columns or meaning change: older partitions are then rebuilt
 TEXT = "text_hash"
 EVENT_WINDOWS = (7, 28)  # days before the logical date
 EVENT_NUMERIC = (
