@@ -132,7 +132,6 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
             registry.set_champion(settings, task, version, reason)
         log.info("%s model %s: %s", task, version, reason)
         _write_metrics(settings, task, version, metrics, promoted, reason)
-        metric, _ = tasks.GATE_METRIC[task]
         res.rows = len(train_df)
         res.paths["model"] = str(final)
         res.ids.update(model_version=version, promoted=promoted)

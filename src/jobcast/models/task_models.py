@@ -242,7 +242,7 @@ def salary_metrics(y: np.ndarray, pred: pd.DataFrame) -> dict[str, float]:
             "above_p90": float(np.mean(y > pred["salary_p90"].to_numpy()))}
 
 
-def category_metrics(y: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict[str, Any]:
+def category_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     from sklearn.metrics import confusion_matrix, f1_score
 
     y, predicted = np.asarray(y, dtype=object).astype(str), np.asarray(predicted, dtype=object).astype(str)
@@ -283,7 +283,7 @@ def evaluate(task: str, predictor: Predictor, holdout: pd.DataFrame) -> dict[str
     if task == "salary":
         return salary_metrics(holdout["salary_label"].to_numpy(dtype=float), pred)
     if task == "category":
-        return category_metrics(holdout["category_filed"].to_numpy(), pred["category"].to_numpy(), predictor.labels)
+        return category_metrics(holdout["category_filed"].to_numpy(), pred["category"].to_numpy())
     return cvr_metrics(holdout["views"].to_numpy(), holdout["applies"].to_numpy(), pred["cvr"].to_numpy())
 
 
