@@ -19,8 +19,12 @@ SPARK_POOL = "jobcast_spark"  # the pool the DAGs' Spark tasks use (jobcast.airf
 SPARK_POOL_SLOTS = 1  # one Spark-heavy task at a time on a 2-core machine: a backfill cannot starve the daily run
 
 
-def airflow_env(root: Path, port: int | None = None) -> dict[str, str]:
-    """Environment for a project-local Airflow: home in .airflow/, SQLite metadata, LocalExecutor, small parallelism."""
+def airflow_env(root: Path, port: int | None = None, metadata_url: str | None = None) -> dict[str, str]:
+    """Environment for a project-local Airflow: home in .airflow/, LocalExecutor, small parallelism.
+
+    `metadata_url` is the SQLAlchemy URL of the metadata database (default: SQLite in the home, which is
+    what a one-process `airflow dags test` needs; `jobcast airflow` passes PostgreSQL, see metadata_url()).
+    """
     home = root / ".airflow"
     port = port or int(os.environ.get("AIRFLOW__API__PORT", "8080"))
     return {
@@ -31,14 +35,64 @@ def airflow_env(root: Path, port: int | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 spawns 32 idle workers (~1.8 GB) on a 2-core box
-        # SQLite allows one writer: the CLI (e.g. `backfill create`) waits up to 30 s for the scheduler's
-        # write lock instead of failing with "database is locked" after sqlite3's default 5 s.
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
+        # SQLite: the CLI waits up to 30 s for another process's write lock (sqlite3's default is 5 s).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or f"sqlite:///{home / 'airflow.db'}?timeout=30",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "JOBCAST_HOME": str(root),
         "GX_ANALYTICS_ENABLED": "False",
         "DVC_NO_ANALYTICS": "1",
     }
+
+
+METADATA_DBNAME = "airflow"
+
+
+def metadata_url(settings) -> str:
+    """The Airflow metadata database for `jobcast airflow`: PostgreSQL unless JOBCAST_AIRFLOW_DB=sqlite.
+
+    Airflow's services (scheduler, dag-processor, api-server, triggerer, LocalExecutor workers) write the
+    metadata concurrently. SQLite has one writer and fails a writer that would deadlock at once ("database is
+    locked", no busy timeout helps): `airflow backfill create` next to a running scheduler hit it in CI. So the
+    services use a database `airflow` on the same PostgreSQL server as the shared DB (the project-local
+    cluster by default, started here), created on first use. A single-process `airflow dags test` (the demo)
+    runs on SQLite and needs no server.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    from jobcast.db.conn import database_url
+    from jobcast.errors import ConfigError
+
+    choice = os.environ.get("JOBCAST_AIRFLOW_DB", "postgres")
+    if choice == "sqlite":
+        return f"sqlite:///{settings.root / '.airflow' / 'airflow.db'}?timeout=30"
+    if choice != "postgres":
+        raise ConfigError(f"JOBCAST_AIRFLOW_DB={choice!r}: expected 'postgres' or 'sqlite'")
+    if not settings.database_url:
+        from jobcast.db.local import cluster_for
+
+        cluster_for(settings).start()
+    shared = psycopg2.extensions.parse_dsn(database_url(settings))
+    admin = psycopg2.connect(**{**shared, "dbname": "postgres"})
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (METADATA_DBNAME,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("create database {}").format(sql.Identifier(METADATA_DBNAME)))
+    except psycopg2.Error as exc:
+        raise ConfigError(f"cannot create the Airflow metadata database {METADATA_DBNAME!r} on "
+                          f"{shared.get('host')}:{shared.get('port')}: {exc}".strip()
+                          + "; set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN or JOBCAST_AIRFLOW_DB=sqlite") from exc
+    finally:
+        admin.close()
+    from urllib.parse import quote
+
+    user = quote(shared.get("user", ""), safe="")
+    password = f":{quote(shared['password'], safe='')}" if shared.get("password") else ""
+    host = shared.get("host", "127.0.0.1")
+    port = shared.get("port", "5432")
+    return f"postgresql+psycopg2://{user}{password}@{host}:{port}/{METADATA_DBNAME}"
 
 
 def logical_day(context: dict[str, Any], timezone: str) -> dt.date:
@@ -101,11 +155,3 @@ def on_failure(context: dict[str, Any]) -> None:
     report = getattr(exc, "report_path", None)
     log.error("jobcast task %s failed for run %s: %s%s", getattr(ti, "task_id", "?"), context.get("run_id"), exc,
               f" (report: {report})" if report else "")
-
-
-def ensure_env() -> None:
-    """Fill in project-local Airflow settings for variables the user has not set."""
-    from jobcast.config import find_project_root
-
-    for key, value in airflow_env(find_project_root()).items():
-        os.environ.setdefault(key, value)

@@ -171,8 +171,9 @@ def cmd_demo(args) -> int:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with log_file.open("w") as fh:
+            # One in-process run: SQLite metadata is enough (and is what the embedded defaults promise).
             proc = subprocess.run([sys.executable, "-m", "jobcast.cli", "airflow", "dags", "test", "jobcast_daily", str(date)],
-                                  stdout=fh, stderr=subprocess.STDOUT)
+                                  stdout=fh, stderr=subprocess.STDOUT, env={"JOBCAST_AIRFLOW_DB": "sqlite", **os.environ})
         outcome = "success" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
         print(f"airflow dags test jobcast_daily {date}: {outcome} in {time.perf_counter() - t0:.0f}s (log: {log_file})")
         if proc.returncode != 0:
@@ -276,23 +277,21 @@ def cmd_models(args) -> int:
 
 
 def cmd_airflow(args) -> int:
-    """Run the `airflow` CLI against the project-local Airflow (home .airflow/, SQLite, LocalExecutor)."""
+    """Run the `airflow` CLI against the project-local Airflow (home .airflow/, LocalExecutor, metadata on
+    PostgreSQL unless JOBCAST_AIRFLOW_DB=sqlite); migrates the metadata and creates the pool on first use."""
     import subprocess
     from pathlib import Path
 
-    from jobcast.airflow import airflow_env
-    from jobcast.config import find_project_root
+    from jobcast.airflow import SPARK_POOL, SPARK_POOL_SLOTS, airflow_env, metadata_url
 
-    root = find_project_root()
-    env = {**airflow_env(root), **os.environ}  # the user's own AIRFLOW__* settings win
+    settings = _settings()
+    user_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    env = {**airflow_env(settings.root, metadata_url=user_conn or metadata_url(settings)), **os.environ}
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `airflow standalone` spawns `airflow` by name
     airflow = str(Path(bindir) / "airflow")
-    home = Path(env["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///") and not (home / "airflow.db").exists():
-        from jobcast.airflow import SPARK_POOL, SPARK_POOL_SLOTS
-
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    if not _airflow_metadata_ready(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]):
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([airflow, "pools", "set", SPARK_POOL, str(SPARK_POOL_SLOTS), "jobcast Spark steps (features, score)"],
                        env=env, check=True, stdout=subprocess.DEVNULL)
@@ -301,6 +300,23 @@ def cmd_airflow(args) -> int:
         rest = rest[1:]
     os.execve(airflow, [airflow, *rest], env)
     return 0  # not reached
+
+
+def _airflow_metadata_ready(url: str) -> bool:
+    """Has `airflow db migrate` run on this metadata database? (Cheap: no Airflow import.)"""
+    from pathlib import Path
+
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):].split("?")[0]).exists()
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+        import psycopg2
+
+        with psycopg2.connect(url.replace("+psycopg2", "", 1)) as conn, conn.cursor() as cur:
+            cur.execute("select to_regclass('public.alembic_version') is not null")
+            ready = cur.fetchone()[0]
+        conn.close()
+        return ready
+    return True  # another backend: the user runs `airflow db migrate` themselves
 
 
 def build_parser() -> argparse.ArgumentParser:

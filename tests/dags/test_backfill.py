@@ -1,4 +1,4 @@
-"""A real Airflow (standalone: scheduler, api-server, dag-processor, triggerer) running
+"""A real Airflow (standalone: scheduler, api-server, dag-processor, triggerer; metadata on PostgreSQL) running
 `airflow backfill create` over three past dates: one batch per date, the newer live batch stays live."""
 
 import json
@@ -33,7 +33,9 @@ def test_backfill_over_three_dates_keeps_the_newer_batch_live(tmp_path, settings
         # Every posting closes in October, so the interval that unpausing schedules (yesterday, as catchup is
         # off) finds no open postings and fails at extract instead of publishing a newer batch.
         cur.execute("update app.job_postings set closed_at = '2026-10-05' where closed_at is null")
-    env = {**make_airflow_home(tmp_path / "airflow"), **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
+    # The services on PostgreSQL metadata, as `jobcast airflow` runs them (SQLite failed `backfill create`
+    # with "database is locked" next to a running scheduler).
+    env = {**make_airflow_home(tmp_path / "airflow", metadata="postgres"), **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
     port = env["AIRFLOW__API__PORT"]
     log = (tmp_path / "standalone.log").open("w")
     standalone = subprocess.Popen([str(Path(sys.executable).parent / "jobcast"), "airflow", "standalone"], env=env,

@@ -14,15 +14,19 @@ from conftest import REPO, SMALL_DATE
 pytestmark = pytest.mark.e2e
 
 
-def make_airflow_home(home: Path) -> dict:
-    """A private AIRFLOW_HOME prepared the way users get it: `jobcast airflow` migrates and creates the pool."""
-    from jobcast.airflow import airflow_env
+def make_airflow_home(home: Path, metadata: str = "sqlite") -> dict:
+    """A private AIRFLOW_HOME prepared the way users get it: `jobcast airflow` migrates and creates the pool.
+
+    metadata="sqlite" is the demo's one-process `dags test`; "postgres" is what `jobcast airflow` picks by
+    default for the services: a database `airflow` on the shared DB's server (here the test cluster)."""
+    from jobcast.airflow import airflow_env, metadata_url
+    from jobcast.config import Settings
 
     from conftest import free_port
 
     port = free_port()
-    env = {**os.environ, **airflow_env(REPO, port=port), "AIRFLOW_HOME": str(home),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30"}
+    url = f"sqlite:///{home / 'airflow.db'}?timeout=30" if metadata == "sqlite" else metadata_url(Settings.load())
+    env = {**os.environ, **airflow_env(REPO, port=port, metadata_url=url), "AIRFLOW_HOME": str(home)}
     proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "airflow", "pools", "list"], env=env,
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and "jobcast_spark" in proc.stdout, proc.stderr[-2000:]

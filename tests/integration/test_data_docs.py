@@ -25,3 +25,29 @@ def test_data_docs_render_the_suite_and_keep_a_capped_history(tmp_path):
     assert sorted(runs) == ["run2__salary_dt=2026-10-30", "run3__salary_dt=2026-10-30", "run4__salary_dt=2026-10-30"]
     index = (site / "index.html").read_text(encoding="utf-8")
     assert "run4" in index and "run0" not in index
+
+
+def test_every_suite_runs_through_its_checkpoint_file_and_the_file_is_what_runs(tmp_path):
+    import json
+    import shutil
+
+    from jobcast.errors import ConfigError
+
+    suites = sorted(p.stem for p in (REPO / "expectations").glob("*.json"))
+    assert sorted(p.stem for p in (REPO / "expectations" / "checkpoints").glob("*.json")) == suites
+    # A copy of the salary suite whose checkpoint has no Data Docs action: validated, no page rendered.
+    exp = tmp_path / "expectations"
+    (exp / "checkpoints").mkdir(parents=True)
+    shutil.copy(REPO / "expectations" / "predictions_salary.json", exp)
+    spec = json.loads((REPO / "expectations" / "checkpoints" / "predictions_salary.json").read_text())
+    (exp / "checkpoints" / "predictions_salary.json").write_text(json.dumps({**spec, "actions": []}))
+    df = pd.DataFrame({"job_id": [1], "salary_p10": [2e6], "salary_p50": [3e6], "salary_p90": [4e6]})
+    params = {"salary_min": 5e5, "salary_max": 4e7, "expected_rows": 1}
+    outcome = validate_dataframe(df, exp / "predictions_salary.json", tmp_path / "reports", batch_name="b",
+                                 parameters=params, run_name="r")
+    assert outcome.success and outcome.report_path is None
+    assert not (tmp_path / "reports" / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations").exists()
+    # A checkpoint that names another suite is refused with the file's path.
+    (exp / "checkpoints" / "predictions_salary.json").write_text(json.dumps({**spec, "validation_definitions": [{"name": "features", "id": None}]}))
+    with pytest.raises(ConfigError, match=r"checkpoints/predictions_salary.json: expected checkpoint 'predictions_salary'"):
+        validate_dataframe(df, exp / "predictions_salary.json", tmp_path / "reports", batch_name="b", parameters=params, run_name="r2")

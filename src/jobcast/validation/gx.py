@@ -1,4 +1,5 @@
-"""Run a suite from expectations/<name>.json on a DataFrame through GX 1.x, build Data Docs, fail loudly.
+"""Run a suite from expectations/<name>.json on a DataFrame through its GX 1.x checkpoint
+(expectations/checkpoints/<name>.json), build Data Docs, fail loudly.
 
 GX silently drops invalid expectation configs and its Airflow operator does not fail on failed
 expectations, so we build each expectation ourselves (naming a bad one) and check the result here.
@@ -78,6 +79,22 @@ def load_suite(path: Path):
     return gx.ExpectationSuite(name=spec["name"], expectations=expectations, notes=spec.get("notes"))
 
 
+def load_checkpoint_spec(suite_path: Path, suite_name: str) -> dict[str, Any]:
+    """The checkpoint definition kept next to the suite, in GX's own serialised form: which validation
+    definitions it runs (by name: here the suite's own, on the DataFrame given at run time), its actions
+    (Data Docs; add e.g. a Slack action here) and result format."""
+    path = suite_path.parent / "checkpoints" / f"{suite_name}.json"
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the checkpoint of suite {suite_name!r}: {exc}") from exc
+    names = [v.get("name") for v in spec.get("validation_definitions", []) if isinstance(v, dict)]
+    if spec.get("name") != suite_name or names != [suite_name]:
+        raise ConfigError(f"{path}: expected checkpoint {suite_name!r} running validation definition "
+                          f"[{suite_name!r}], found {spec.get('name')!r} running {names}")
+    return spec
+
+
 def cap_history(gx_root: Path, suite: str, keep: int) -> int:
     """Keep the newest `keep` validation runs of a suite (stored results and their Data Docs pages).
 
@@ -99,7 +116,6 @@ def cap_history(gx_root: Path, suite: str, keep: int) -> int:
 def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
                        run_name: str, keep_history: int = 30) -> ValidationOutcome:
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
 
     suite = load_suite(suite_path)
@@ -124,11 +140,13 @@ def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: s
     if cap_history(reports_dir / "gx", suite.name, keep_history):
         context.build_data_docs()  # drop pruned runs from the index
     suite = context.suites.add_or_update(suite)
-    vdef = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
-    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=suite.name, validation_definitions=[vdef], actions=[UpdateDataDocsAction(name="data_docs")],
-        result_format="SUMMARY",
-    ))
+    context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
+    spec = load_checkpoint_spec(suite_path, suite.name)
+    try:  # the validation definition is looked up by name in the context's store, where it was just saved
+        checkpoint = gx.Checkpoint.parse_obj(spec)
+    except Exception as exc:
+        raise ConfigError(f"{suite_path.parent / 'checkpoints' / (suite.name + '.json')}: invalid checkpoint: {exc}") from exc
+    checkpoint = context.checkpoints.add_or_update(checkpoint)
     result = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters,
                             run_id=RunIdentifier(run_name=f"{run_name}__{batch_name}".replace("/", "_").replace(":", "_")))
     failed, evaluated, report = [], 0, None
