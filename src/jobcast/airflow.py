@@ -65,7 +65,8 @@ def metadata_url(settings) -> str:
 
     choice = os.environ.get("JOBCAST_AIRFLOW_DB", "postgres")
     if choice == "sqlite":
-        return f"sqlite:///{settings.root / '.airflow' / 'airflow.db'}?timeout=30"
+        home = Path(os.environ.get("AIRFLOW_HOME") or settings.root / ".airflow")
+        return f"sqlite:///{home / 'airflow.db'}?timeout=30"
     if choice != "postgres":
         raise ConfigError(f"JOBCAST_AIRFLOW_DB={choice!r}: expected 'postgres' or 'sqlite'")
     if not settings.database_url:

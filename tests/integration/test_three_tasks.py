@@ -207,12 +207,17 @@ def test_category_top3_that_disagrees_with_the_row_fails_validation(settings):
     with pytest.raises(ValidationFailed):
         validate_predictions(make_ctx(settings, DATE), "category")
     assert sorted(f["kwargs"]["column"] for f in failed(settings, "category")) == ["top3_first_is_category", "top3_prob_sum"]
-    # Two entries instead of three: the JSON schema catches the shape.
+    # Two entries instead of three, or a probability that is text: top3 is not well formed.
     short = json.dumps(json.loads(top3(LABELS[0], 0.6))[:2], ensure_ascii=False)
     write_category_batch(predictions_dir(settings, "category"), [1, 2], [LABELS[0]] * 2, top3_text=short)
-    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_match_json_schema\(column=top3\) unexpected=2"):
+    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_in_set\(column=top3_well_formed\) unexpected=2"):
         validate_predictions(make_ctx(settings, DATE), "category")
-    assert failed_types(settings, "category") == ["expect_column_values_to_match_json_schema"]
+    assert sorted(f["kwargs"]["column"] for f in failed(settings, "category")) == ["top3_prob_sum", "top3_well_formed"]
+    text_prob = json.dumps([{**e, "probability": str(e["probability"])} for e in json.loads(top3(LABELS[0], 0.6))],
+                           ensure_ascii=False)
+    write_category_batch(predictions_dir(settings, "category"), [1, 2], [LABELS[0]] * 2, top3_text=text_prob)
+    with pytest.raises(ValidationFailed, match=r"top3_well_formed"):
+        validate_predictions(make_ctx(settings, DATE), "category")
 
 
 def test_category_batch_without_labels_in_its_manifest_is_a_clear_error(settings):
