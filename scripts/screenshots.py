@@ -5,7 +5,8 @@ the Airflow trigger form of jobcast_daily and the newest Data Docs validation pa
 
 Starts its own `jobcast airflow standalone` in a temporary AIRFLOW_HOME (metadata on the shared DB's server,
 everyone admin so no login is needed, nothing triggered), opens the DAG page, clicks "Trigger" and captures
-the form; then captures the newest page under reports/gx/.../validations. Drives Chromium over the DevTools
+the form; then captures the newest Data Docs page of a suite under reports/gx. (Offline, the page has no
+styles: GX links Bootstrap and Vega from a CDN. It stays readable.) Drives Chromium over the DevTools
 protocol with the `websockets` package Airflow already installs.
 """
 
@@ -49,7 +50,7 @@ class Page:
     def __init__(self, ws_url: str):
         from websockets.sync.client import connect
 
-        self.ws = connect(ws_url, max_size=64 * 1024 * 1024)
+        self.ws = connect(ws_url, max_size=64 * 1024 * 1024, legacy=True)
         self.n = 0
 
     def call(self, method: str, **params):
@@ -69,14 +70,20 @@ class Page:
         self.call("Page.navigate", url=url)
         wait_for(f"{url} ({ready_js})", lambda: bool(self.js(ready_js)), timeout)
 
-    def shot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+    def shot(self, path: Path, full_page: bool = False) -> None:
+        extra = {}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            extra = {"captureBeyondViewport": True,
+                     "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}}
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png", **extra)["data"]))
         print(f"screenshot: {path}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    ap.add_argument("--suite", default="predictions_category", help="whose newest Data Docs page to capture")
     args = ap.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not chromium:
@@ -98,27 +105,26 @@ def main() -> int:
         wait_for("the DAG to be parsed", dag_listed)
         procs.append(subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                                        f"--remote-debugging-port={CDP_PORT}", f"--user-data-dir={tmp / 'chromium'}",
-                                       "--window-size=1400,1100", "about:blank"],
+                                       "--window-size=1400,1500", "about:blank"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         wait_for("Chromium", lambda: urllib.request.urlopen(f"http://127.0.0.1:{CDP_PORT}/json/version", timeout=2).status == 200, 30)
         target = next(t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{CDP_PORT}/json"))
                       if t.get("type") == "page")
         page = Page(target["webSocketDebuggerUrl"])
         page.call("Page.enable")
-        page.call("Emulation.setDeviceMetricsOverride", width=1400, height=1100, deviceScaleFactor=1, mobile=False)
+        page.call("Emulation.setDeviceMetricsOverride", width=1400, height=1500, deviceScaleFactor=1, mobile=False)
         click_trigger = ("(() => { const b = [...document.querySelectorAll('button')]"
                          ".find(x => x.innerText.trim() === 'Trigger'); if (b) { b.click(); return true; } return false; })()")
         page.goto(f"http://127.0.0.1:{PORT}/dags/jobcast_daily", click_trigger)
-        wait_for("the trigger form", lambda: bool(page.js("document.body.innerText.includes('model_versions') || "
-                                                           "document.body.innerText.includes('Model versions')")), 60)
+        wait_for("the trigger form", lambda: bool(page.js("document.body.innerText.includes('Run Parameters')")), 60)
         time.sleep(2)  # let the dialog finish its animation
         page.shot(args.out / "airflow-trigger-form.png")
-        pages = sorted((ROOT / "reports" / "gx").rglob("validations/**/*.html"), key=lambda p: p.stat().st_mtime)
+        pages = sorted((ROOT / "reports" / "gx").rglob(f"validations/{args.suite}/**/*.html"), key=lambda p: p.stat().st_mtime)
         if not pages:
             sys.exit("screenshots: no Data Docs page under reports/gx (run `make demo` first)")
         page.goto(pages[-1].as_uri(), "document.readyState === 'complete'")
         time.sleep(1)
-        page.shot(args.out / "data-docs-validation.png")
+        page.shot(args.out / "data-docs-validation.png", full_page=True)
         print(f"data docs page: {pages[-1]}")
     finally:
         for p in reversed(procs):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,20 +56,35 @@ def template_db(pg_cluster):
     return "jobcast_template"
 
 
-@pytest.fixture
-def db_url(pg_cluster, template_db):
-    """A fresh, migrated database for this test only."""
+@contextmanager
+def _scratch_database(pg_cluster, template: str | None):
     import psycopg2
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(pg_cluster.url("postgres"))
     admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}" template "{template_db}"')
-    yield pg_cluster.url(name)
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}" with (force)')
-    admin.close()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
+        yield pg_cluster.url(name)
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def db_url(pg_cluster, template_db):
+    """A fresh, migrated database for this test only."""
+    with _scratch_database(pg_cluster, template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_db_url(pg_cluster):
+    """A fresh database with no migrations applied (for tests of the migrations themselves)."""
+    with _scratch_database(pg_cluster, None) as url:
+        yield url
 
 
 @pytest.fixture

@@ -51,3 +51,17 @@ def test_every_suite_runs_through_its_checkpoint_file_and_the_file_is_what_runs(
     (exp / "checkpoints" / "predictions_salary.json").write_text(json.dumps({**spec, "validation_definitions": [{"name": "features", "id": None}]}))
     with pytest.raises(ConfigError, match=r"checkpoints/predictions_salary.json: expected checkpoint 'predictions_salary'"):
         validate_dataframe(df, exp / "predictions_salary.json", tmp_path / "reports", batch_name="b", parameters=params, run_name="r2")
+
+
+def test_a_drift_page_renders_the_live_distribution_it_compares_against(tmp_path):
+    """The KL expectation's reference distribution is a runtime value; GX's renderer cannot draw it from a
+    parameter reference (it logged an exception and left the block out), so it is written into the config."""
+    df = pd.DataFrame({"category": ["a"] * 60 + ["b"] * 40})
+    params = {"live_partition": {"values": ["a", "b"], "weights": [0.5, 0.5]}, "max_kl": 0.1, "min_rows": 50,
+              "max_rows": 200, "min_non_null": 1.0}
+    outcome = validate_dataframe(df, REPO / "expectations" / "drift_category.json", tmp_path, batch_name="b",
+                                 parameters=params, run_name="r")
+    assert outcome.success
+    page = open(outcome.report_path, encoding="utf-8").read()
+    assert "unexpected Exception" not in page and "vega" in page  # the chart of the live shares is drawn
+    assert "KL Divergence: \u22480.020" in page  # 0.6 ln(1.2) + 0.4 ln(0.8)

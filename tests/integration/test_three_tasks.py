@@ -2,7 +2,6 @@
 own storage, view, gates and rollback; and migration 0003 on a database that already serves p50-only batches."""
 
 import json
-import uuid
 
 import psycopg2
 import pyarrow as pa
@@ -311,63 +310,53 @@ def test_live_summary_reports_quality_per_task_when_truth_exists(tmp_path, setti
 
 # --- migration 0003 on a database that already serves p50-only salary batches ---------------------------
 
-def test_migration_0003_keeps_old_salary_batches_readable_and_rollback_to_them_works(tmp_path, pg_cluster):
+def test_migration_0003_keeps_old_salary_batches_readable_and_rollback_to_them_works(tmp_path, empty_db_url):
     from jobcast.db.migrate import migrate
 
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_cluster.url("postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    url = pg_cluster.url(name)
-    try:
-        before = tmp_path / "migrations"
-        before.mkdir()
-        for f in sorted((REPO / "sql" / "migrations").glob("000[12]_*.sql")):
-            (before / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-        c = psycopg2.connect(url)
-        migrate(c, before)
-        c.close()
-        # A live p50-only batch, stored the way publish did before 0003.
-        c = psycopg2.connect(url)
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute("insert into predictions.batches (task, logical_date, model_version, status, published_at) "
-                        "values ('salary', '2026-10-29', 'old', 'published', now()) returning batch_id")
-            old = cur.fetchone()[0]
-            cur.execute(f"create table jobcast_internal.salary_rows_b{old} (like jobcast_internal.salary_rows)")
-            cur.execute(f"insert into jobcast_internal.salary_rows_b{old} values ({old}, 1, 3e6), ({old}, 2, 4e6)")
-            cur.execute(f"alter table jobcast_internal.salary_rows attach partition jobcast_internal.salary_rows_b{old} "
-                        f"for values in ({old})")
-            cur.execute("insert into jobcast_internal.current_batch (task, batch_id) values ('salary', %s)", (old,))
-        c.close()
+    url = empty_db_url
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for f in sorted((REPO / "sql" / "migrations").glob("000[12]_*.sql")):
+        (before / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    c = psycopg2.connect(url)
+    migrate(c, before)
+    c.close()
+    # A live p50-only batch, stored the way publish did before 0003.
+    c = psycopg2.connect(url)
+    c.autocommit = True
+    with c.cursor() as cur:
+        cur.execute("insert into predictions.batches (task, logical_date, model_version, status, published_at) "
+                    "values ('salary', '2026-10-29', 'old', 'published', now()) returning batch_id")
+        old = cur.fetchone()[0]
+        cur.execute(f"create table jobcast_internal.salary_rows_b{old} (like jobcast_internal.salary_rows)")
+        cur.execute(f"insert into jobcast_internal.salary_rows_b{old} values ({old}, 1, 3e6), ({old}, 2, 4e6)")
+        cur.execute(f"alter table jobcast_internal.salary_rows attach partition jobcast_internal.salary_rows_b{old} "
+                    f"for values in ({old})")
+        cur.execute("insert into jobcast_internal.current_batch (task, batch_id) values ('salary', %s)", (old,))
+    c.close()
 
-        c = psycopg2.connect(url)
-        assert migrate(c, REPO / "sql" / "migrations") == ["0003_three_tasks.sql"]
-        c.close()
-        c = psycopg2.connect(url)
-        c.autocommit = True
-        assert fetch(c, "select job_id, salary_p10, salary_p50, salary_p90, model_version from predictions.job_salary "
-                        "order by 1") == [(1, None, 3e6, None, "old"), (2, None, 4e6, None, "old")]
-        new = publish(lambda: psycopg2.connect(url), write_batch(tmp_path / "new", [1, 2, 3]), info("salary"))
-        assert fetch(c, "select count(*), count(salary_p10), count(salary_p90) from predictions.job_salary") == [(3, 3, 3)]
-        # New batches are complete even though the parent allows NULL for the old ones.
-        assert fetch(c, "select attname from pg_attribute where attrelid = %s::regclass and attname like 'salary_p%%' "
-                        "and attnotnull order by 1", f"jobcast_internal.salary_rows_b{new['batch_id']}") == [
-            ("salary_p10",), ("salary_p50",), ("salary_p90",)]
-        path = tmp_path / "holes"
-        write_batch(path, [1, 2])
-        t = pq.read_table(path / "part-00000.parquet")
-        pq.write_table(t.set_column(1, "salary_p10", pa.array([None, 1e6], pa.float64())), path / "part-00000.parquet")
-        with pytest.raises(PublishError, match="null prediction values"):
-            publish(lambda: psycopg2.connect(url), path, info("salary", date="2026-10-31"))
-        rollback(c, "salary")
-        assert fetch(c, "select batch_id, count(*), count(salary_p10) from predictions.job_salary group by 1") == [(old, 2, 0)]
-        c.close()
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+    c = psycopg2.connect(url)
+    assert migrate(c, REPO / "sql" / "migrations") == ["0003_three_tasks.sql"]
+    c.close()
+    c = psycopg2.connect(url)
+    c.autocommit = True
+    assert fetch(c, "select job_id, salary_p10, salary_p50, salary_p90, model_version from predictions.job_salary "
+                    "order by 1") == [(1, None, 3e6, None, "old"), (2, None, 4e6, None, "old")]
+    new = publish(lambda: psycopg2.connect(url), write_batch(tmp_path / "new", [1, 2, 3]), info("salary"))
+    assert fetch(c, "select count(*), count(salary_p10), count(salary_p90) from predictions.job_salary") == [(3, 3, 3)]
+    # New batches are complete even though the parent allows NULL for the old ones.
+    assert fetch(c, "select attname from pg_attribute where attrelid = %s::regclass and attname like 'salary_p%%' "
+                    "and attnotnull order by 1", f"jobcast_internal.salary_rows_b{new['batch_id']}") == [
+        ("salary_p10",), ("salary_p50",), ("salary_p90",)]
+    path = tmp_path / "holes"
+    write_batch(path, [1, 2])
+    t = pq.read_table(path / "part-00000.parquet")
+    pq.write_table(t.set_column(1, "salary_p10", pa.array([None, 1e6], pa.float64())), path / "part-00000.parquet")
+    with pytest.raises(PublishError, match="null prediction values"):
+        publish(lambda: psycopg2.connect(url), path, info("salary", date="2026-10-31"))
+    rollback(c, "salary")
+    assert fetch(c, "select batch_id, count(*), count(salary_p10) from predictions.job_salary group by 1") == [(old, 2, 0)]
+    c.close()
 
 
 def test_the_documented_lookup_examples_run(conn):

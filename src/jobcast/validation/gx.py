@@ -60,7 +60,13 @@ def _examples(values, n: int = 3) -> list:
     return out
 
 
-def load_suite(path: Path):
+# Runtime parameters GX can evaluate but not render: the KL-divergence renderer reads partition_object's
+# bins and weights from the expectation's config and fails the Data Docs block on a {"$PARAMETER": ...}
+# reference. These are written into the config itself.
+INLINE_PARAMETERS = ("partition_object",)
+
+
+def load_suite(path: Path, parameters: dict[str, Any] | None = None):
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -70,8 +76,15 @@ def load_suite(path: Path):
         raise ConfigError(f"{path}: cannot read suite: {exc}") from exc
     expectations = []
     for i, e in enumerate(spec.get("expectations", [])):
+        kwargs = dict(e.get("kwargs", {}))
+        for key in INLINE_PARAMETERS:
+            ref = kwargs.get(key)
+            if isinstance(ref, dict) and set(ref) == {"$PARAMETER"}:
+                if ref["$PARAMETER"] not in (parameters or {}):
+                    raise ConfigError(f"{path}: expectation #{i} ({e.get('type')}) needs runtime parameter {ref['$PARAMETER']!r}")
+                kwargs[key] = parameters[ref["$PARAMETER"]]
         try:
-            expectations.append(ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e.get("meta")).to_domain_obj())
+            expectations.append(ExpectationConfiguration(type=e["type"], kwargs=kwargs, meta=e.get("meta")).to_domain_obj())
         except Exception as exc:
             raise ConfigError(f"{path}: expectation #{i} ({e.get('type')}) is invalid: {exc}") from exc
     if not expectations:
@@ -118,7 +131,7 @@ def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: s
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path, parameters)
     reports_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
     bars = context.variables.progress_bars
