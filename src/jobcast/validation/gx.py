@@ -7,6 +7,7 @@ expectations, so we build each expectation ourselves (naming a bad one) and chec
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -129,10 +130,21 @@ def cap_history(gx_root: Path, suite: str, keep: int) -> int:
 def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
                        run_name: str, keep_history: int = 30) -> ValidationOutcome:
     import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
 
     suite = load_suite(suite_path, parameters)
     reports_dir.mkdir(parents=True, exist_ok=True)
+    # One validation at a time per GX project: its stores are plain files that GX rewrites in place, and a
+    # backfill's runs and the daily run validate side by side (a half-written suite file would fail a run).
+    with (reports_dir / ".gx.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_checkpoint(gx, df, suite, suite_path, reports_dir, batch_name=batch_name, parameters=parameters,
+                               run_name=run_name, keep_history=keep_history)
+
+
+def _run_checkpoint(gx, df, suite, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
+                    run_name: str, keep_history: int) -> ValidationOutcome:
+    from great_expectations.core.run_identifier import RunIdentifier
+
     context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
     bars = context.variables.progress_bars
     if (bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", True)) is not False:
