@@ -89,11 +89,15 @@ def validate_raw(ctx: RunContext) -> list[dict]:
     ]
 
 
+EVENT_FEATURES = ("views_7d", "applies_7d", "views_28d", "applies_28d", "job_cvr_28d", "company_cvr_28d", "category_cvr_28d")
+
+
 def validate_features(ctx: RunContext) -> dict:
     settings = ctx.settings
     feat_dir = _need(partition(settings.data_dir, "features", date=ctx.ds), "features", f"jobcast features --date {ctx.ds}")
     manifest = read_manifest(feat_dir)
-    df = pq.read_table(feat_dir, columns=["job_id", "posting_age_days", "title_len", "prefecture", "salary_label"]).to_pandas()
+    df = pq.read_table(feat_dir, columns=["job_id", "posting_age_days", "title_len", "prefecture", "salary_label", *EVENT_FEATURES]
+                       ).to_pandas()
     expected = int(manifest.get("raw_rows", -1)) - int(manifest.get("dropped_null_title", 0))
     return _gate(ctx, "features", "features", feat_dir, df, {
         "expected_rows": expected,

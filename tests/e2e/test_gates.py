@@ -5,6 +5,7 @@ import datetime as dt
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -56,6 +57,11 @@ def test_tampered_features_fail_the_features_gate(settings, generated):
     t = pq.read_table(f)
     pq.write_table(pa.concat_tables([t, t.slice(0, 3)]), f)  # duplicated postings
     with pytest.raises(ValidationFailed, match="expect_column_values_to_be_unique.*expect_table_row_count_to_equal"):
+        validate.run(ctx, layer="features")
+    # A 28-day window that holds fewer views than its 7-day part (a window that lost or leaked days).
+    i = t.column_names.index("views_28d")
+    pq.write_table(t.set_column(i, "views_28d", pc.subtract(t["views_7d"], pa.scalar(1, t["views_7d"].type))), f)
+    with pytest.raises(ValidationFailed, match=r"expect_column_pair_values_a_to_be_greater_than_b\(column_A=views_28d, column_B=views_7d\)"):
         validate.run(ctx, layer="features")
 
 
