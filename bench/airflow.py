@@ -78,7 +78,6 @@ def dag_run_times(meta_url: str | Path, run_like: str) -> tuple[float, list[tupl
             "and state = 'success'")
     if isinstance(meta_url, Path):
         conn = sqlite3.connect(meta_url)
-        conn.row_factory = None
         run = conn.execute(q_run, (run_like,)).fetchone()
         tis = conn.execute(q_ti, (run_like,)).fetchall()
         conn.close()

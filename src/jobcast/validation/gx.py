@@ -132,17 +132,18 @@ def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: s
     import great_expectations as gx
 
     suite = load_suite(suite_path, parameters)
+    spec = load_checkpoint_spec(suite_path, suite.name)  # both files checked before the GX store is touched
     reports_dir.mkdir(parents=True, exist_ok=True)
     # One validation at a time per GX project: its stores are plain files that GX rewrites in place, and a
     # backfill's runs and the daily run validate side by side (a half-written suite file would fail a run).
     with (reports_dir / ".gx.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _run_checkpoint(gx, df, suite, suite_path, reports_dir, batch_name=batch_name, parameters=parameters,
-                               run_name=run_name, keep_history=keep_history)
+        return _run_checkpoint(gx, df, suite, spec, suite_path, reports_dir, batch_name=batch_name,
+                               parameters=parameters, run_name=run_name, keep_history=keep_history)
 
 
-def _run_checkpoint(gx, df, suite, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
-                    run_name: str, keep_history: int) -> ValidationOutcome:
+def _run_checkpoint(gx, df, suite, spec: dict[str, Any], suite_path: Path, reports_dir: Path, *, batch_name: str,
+                    parameters: dict[str, Any], run_name: str, keep_history: int) -> ValidationOutcome:
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
@@ -166,7 +167,6 @@ def _run_checkpoint(gx, df, suite, suite_path: Path, reports_dir: Path, *, batch
         context.build_data_docs()  # drop pruned runs from the index
     suite = context.suites.add_or_update(suite)
     context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
-    spec = load_checkpoint_spec(suite_path, suite.name)
     try:  # the validation definition is looked up by name in the context's store, where it was just saved
         checkpoint = gx.Checkpoint.parse_obj(spec)
     except Exception as exc:
