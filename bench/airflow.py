@@ -99,7 +99,7 @@ def dag_run_times(meta_url: str | Path, run_like: str) -> tuple[float, list[tupl
 
 
 def main() -> int:
-    from jobcast.airflow import airflow_env
+    from jobcast.airflow import airflow_env, sqlite_metadata_url
     from jobcast.config import Settings
     from jobcast.db.conn import database_url
     from jobcast.db.local import cluster_for
@@ -134,7 +134,7 @@ def main() -> int:
         return env
 
     # 1. parse time
-    sqlite_env = airflow_home("af-sqlite", f"sqlite:///{tmp / 'af-sqlite' / 'airflow.db'}?timeout=30")
+    sqlite_env = airflow_home("af-sqlite", sqlite_metadata_url(tmp / "af-sqlite"))
     parse = parse_times(sqlite_env, args.parse_repeats)
 
     # 2a. the CLI baseline (run again at the end: the spread of the two is the machine's noise)

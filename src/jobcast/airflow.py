@@ -19,6 +19,12 @@ SPARK_POOL = "jobcast_spark"  # the pool the DAGs' Spark tasks use (jobcast.airf
 SPARK_POOL_SLOTS = 1  # one Spark-heavy task at a time on a 2-core machine: a backfill cannot starve the daily run
 
 
+def sqlite_metadata_url(home: Path) -> str:
+    """SQLite metadata in an AIRFLOW_HOME; the CLI waits up to 30 s for another process's write lock
+    (sqlite3's default is 5 s)."""
+    return f"sqlite:///{home / 'airflow.db'}?timeout=30"
+
+
 def airflow_env(root: Path, port: int | None = None, metadata_url: str | None = None) -> dict[str, str]:
     """Environment for a project-local Airflow: home in .airflow/, LocalExecutor, small parallelism.
 
@@ -35,8 +41,7 @@ def airflow_env(root: Path, port: int | None = None, metadata_url: str | None = 
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 spawns 32 idle workers (~1.8 GB) on a 2-core box
-        # SQLite: the CLI waits up to 30 s for another process's write lock (sqlite3's default is 5 s).
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or f"sqlite:///{home / 'airflow.db'}?timeout=30",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or sqlite_metadata_url(home),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "JOBCAST_HOME": str(root),
         "GX_ANALYTICS_ENABLED": "False",
@@ -65,8 +70,7 @@ def metadata_url(settings) -> str:
 
     choice = os.environ.get("JOBCAST_AIRFLOW_DB", "postgres")
     if choice == "sqlite":
-        home = Path(os.environ.get("AIRFLOW_HOME") or settings.root / ".airflow")
-        return f"sqlite:///{home / 'airflow.db'}?timeout=30"
+        return sqlite_metadata_url(Path(os.environ.get("AIRFLOW_HOME") or settings.root / ".airflow"))
     if choice != "postgres":
         raise ConfigError(f"JOBCAST_AIRFLOW_DB={choice!r}: expected 'postgres' or 'sqlite'")
     if not settings.database_url:

@@ -19,13 +19,13 @@ def make_airflow_home(home: Path, metadata: str = "sqlite") -> dict:
 
     metadata="sqlite" is the demo's one-process `dags test`; "postgres" is what `jobcast airflow` picks by
     default for the services: a database `airflow` on the shared DB's server (here the test cluster)."""
-    from jobcast.airflow import airflow_env, metadata_url
+    from jobcast.airflow import airflow_env, metadata_url, sqlite_metadata_url
     from jobcast.config import Settings
 
     from conftest import free_port
 
     port = free_port()
-    url = f"sqlite:///{home / 'airflow.db'}?timeout=30" if metadata == "sqlite" else metadata_url(Settings.load())
+    url = sqlite_metadata_url(home) if metadata == "sqlite" else metadata_url(Settings.load())
     env = {**os.environ, **airflow_env(REPO, port=port, metadata_url=url), "AIRFLOW_HOME": str(home)}
     proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "airflow", "pools", "list"], env=env,
                           capture_output=True, text=True, cwd=REPO)
