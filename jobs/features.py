@@ -17,6 +17,17 @@ from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_
 log = logging.getLogger(__name__)
 
 
+def text_spec(settings):
+    """features.text of params.yaml, checked (a bad value names the key)."""
+    from jobcast.errors import ConfigError
+    from jobcast.features.text import TextSpec
+
+    try:
+        return TextSpec.from_params(settings.param("features.text"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"params.yaml: {exc}") from exc
+
+
 def run(ctx: RunContext) -> StepResult:
     from jobcast.features.transforms import FEATURES_VERSION, CleanRules, clean_postings, event_features, posting_features
 
@@ -26,7 +37,7 @@ def run(ctx: RunContext) -> StepResult:
     for path in (raw, raw_events):
         if not path.is_dir():
             raise InputDataError(f"{path}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
-    buckets = int(settings.param("features.text_hash_buckets"))
+    text = text_spec(settings)
     rules = CleanRules(float(settings.param("clean.salary_min_plausible")), float(settings.param("clean.salary_max_plausible")))
     day_start, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
     smoothing = float(settings.param("features.rate_smoothing_views"))
@@ -42,7 +53,7 @@ def run(ctx: RunContext) -> StepResult:
                 log.warning("%s: %d postings %s (e.g. job_id=%s); handled as documented in docs/source-contract.md",
                             raw, n, name.replace("_", " "), example)
         events = event_features(spark.read.parquet(str(raw_events)), kept, day_start, smoothing)
-        features = posting_features(kept, ctx.logical_date, day_end, buckets, events)
+        features = posting_features(kept, ctx.logical_date, day_end, text, events)
         final = partition(settings.data_dir, "features", date=ctx.ds)
         with atomic_dir(final) as tmp:
             features.write.parquet(str(tmp))
@@ -50,7 +61,7 @@ def run(ctx: RunContext) -> StepResult:
             n = parquet_rows(tmp)
             raw_rows = read_manifest(raw).get("rows")
             write_manifest(tmp, {
-                "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text_hash_buckets": buckets,
+                "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text": text.to_dict(),
                 "features_version": FEATURES_VERSION,
                 "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts,
             })

@@ -53,7 +53,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
         schema = model.schema
         spark = ctx.spark()
         df = spark.read.parquet(str(feats))
-        schema.check(df.columns, feat_manifest.get("text_hash_buckets"), f"model {meta['version']} on {feats}")
+        schema.check(df.columns, feat_manifest.get("text"), f"model {meta['version']} on {feats}")
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
         scored = df.select("job_id", *schema.columns).mapInPandas(score_batches(task, str(model_dir.resolve())), OUTPUT_SCHEMA[task])
         final = partition(settings.data_dir, "predictions", task, date=ctx.ds)

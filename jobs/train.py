@@ -23,7 +23,7 @@ MIN_HOLDOUT = 30
 MIN_TRAIN = 200
 
 
-def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str], int]:
+def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str], dict]:
     """Feature rows of the window's days (one per open posting and day), with each partition's DVC hash."""
     settings = ctx.settings
     days = [ctx.logical_date - dt.timedelta(days=i) for i in reversed(range(window_days))]
@@ -40,11 +40,12 @@ def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = N
         raise InputDataError(f"training window ending {ctx.ds}: {len(stale)} feature partitions were built by older feature "
                              f"code (e.g. {stale[0]}); expected features_version {FEATURES_VERSION}; rebuild them with "
                              f"`jobcast window --date {ctx.ds} --days {window_days}`")
-    buckets = {m.get("text_hash_buckets") for m in manifests.values()}
-    if len(buckets) != 1:
-        raise InputDataError(f"training window ending {ctx.ds}: partitions use different text_hash_buckets {buckets}")
+    texts = {json.dumps(m.get("text"), sort_keys=True) for m in manifests.values()}
+    if len(texts) != 1:
+        raise InputDataError(f"training window ending {ctx.ds}: partitions hash text differently {sorted(texts)}; "
+                             f"rebuild them with `jobcast window --date {ctx.ds} --days {window_days} --force`")
     df = pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in paths], ignore_index=True)
-    return df, {p.name: dvc_hash(p) for p in paths}, int(buckets.pop())
+    return df, {p.name: dvc_hash(p) for p in paths}, json.loads(texts.pop())
 
 
 def day_outcomes(ctx: RunContext, day: dt.date) -> pd.DataFrame:
@@ -91,7 +92,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     tolerance = float(settings.param("train.gate_tolerance"))
 
     with timed_step("train", ctx, task) as res:
-        window, versions, buckets = load_window(ctx, window_days)
+        window, versions, text = load_window(ctx, window_days)
         frame, is_holdout = training_frame(ctx, task, window, holdout_days)
         train_df, holdout = frame[~is_holdout], frame[is_holdout]
         if len(train_df) < MIN_TRAIN or len(holdout) < MIN_HOLDOUT:
@@ -100,7 +101,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
                 f"and {len(holdout)} in the {holdout_days}-day holdout; expected >= {MIN_TRAIN} and >= {MIN_HOLDOUT} "
                 "(more data or a longer train.window_days)")
 
-        schema = FeatureSchema.fit(train_df, buckets, task)
+        schema = FeatureSchema.fit(train_df, text, task)
         boosters, extras = tasks.fit(task, train_df, schema, params)
         # The training data version: one md5 over the DVC hashes of the window's partitions (each kept below).
         data_version = hashlib.md5(json.dumps(versions, sort_keys=True).encode()).hexdigest()
@@ -109,7 +110,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
         code_digest = hashlib.md5(b"".join(f.read_bytes() for f in sorted(Path(tasks.__file__).parent.glob("*.py")))
                                   + Path(__file__).read_bytes()).hexdigest()
         version = f"{ctx.logical_date:%Y%m%d}-" + hashlib.sha1(
-            json.dumps([task, data_version, params, buckets, code_version, code_digest], sort_keys=True).encode()).hexdigest()[:8]
+            json.dumps([task, data_version, params, text, code_version, code_digest], sort_keys=True).encode()).hexdigest()[:8]
 
         final = registry.version_dir(settings, task, version)
         with atomic_dir(final) as tmp:

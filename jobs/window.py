@@ -2,7 +2,7 @@
 
 Days already built are kept (each day's partitions are idempotent outputs of that day's run), so a daily
 training run only adds the newest day. Features built by older feature code (FEATURES_VERSION) or with
-another text_hash_buckets are rebuilt; --force rebuilds every day (e.g. after the source data changed).
+other features.text params are rebuilt; --force rebuilds every day (e.g. after the source data changed).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ def current(settings, features_dir) -> bool:
     from jobcast.features.transforms import FEATURES_VERSION
 
     m = read_manifest(features_dir)
-    return (m.get("features_version") == FEATURES_VERSION
-            and m.get("text_hash_buckets") == int(settings.param("features.text_hash_buckets")))
+    return m.get("features_version") == FEATURES_VERSION and m.get("text") == features.text_spec(settings).to_dict()
 
 
 def run(ctx: RunContext, *, days: int | None = None, force: bool = False) -> StepResult:

@@ -89,17 +89,16 @@ def test_the_gate_refuses_a_worse_model_and_keeps_the_champion(champions):
     assert res.ids["model_version"] in {m["version"] for m in registry.list_versions(settings, "category")}  # kept for inspection
 
 
-def test_a_model_whose_feature_schema_does_not_match_is_refused_clearly(champions, tmp_path):
+def test_a_model_whose_feature_schema_does_not_match_is_refused_clearly(champions):
     settings = champions
     feats = partition(settings.data_dir, "features", date=SMALL_DATE)
     df = pq.read_table(feats).to_pandas().drop(columns=["job_cvr_28d"])
-    df.to_parquet(tmp_path / "part-0.parquet")
-    (tmp_path / "_manifest.json").write_text(json.dumps({"rows": len(df), "text_hash_buckets": 1024}))
     model = Predictor.load("cvr", registry.champion_dir(settings, "cvr"))
+    text = model.schema.text_spec
     with pytest.raises(ModelError, match=r"lack columns \['job_cvr_28d'\]"):
-        model.schema.check(list(df.columns), 1024, "features of test")
-    with pytest.raises(ModelError, match="256 buckets but the model expects 1024"):
-        model.schema.check(list(df.columns) + ["job_cvr_28d"], 256, "features of test")
+        model.schema.check(list(df.columns), text, "features of test")
+    with pytest.raises(ModelError, match="'hash_bits': 12.* but the model expects .*'hash_bits': 18"):
+        model.schema.check(list(df.columns) + ["job_cvr_28d"], {**text, "hash_bits": 12}, "features of test")
 
 
 def test_categories_never_seen_in_training_are_scored(champions):

@@ -135,10 +135,10 @@ def test_scoring_refuses_a_model_whose_schema_does_not_fit(settings, champions):
     ctx = make_ctx(settings)
     run.run(ctx, tasks=("salary",), echo=lambda _: None)
     params = json.loads(json.dumps(settings.params))
-    params["features"]["text_hash_buckets"] = 256
+    params["features"]["text"]["hash_bits"] = 12
     ctx2 = make_ctx(dataclasses.replace(settings, params=params))
     features.run(ctx2)
     from jobcast.errors import ModelError
 
-    with pytest.raises(ModelError, match="256 buckets but the model expects 1024"):
+    with pytest.raises(ModelError, match="'hash_bits': 12.* but the model expects .*'hash_bits': 18"):
         score.run(ctx2)

@@ -1,22 +1,70 @@
+import collections
+
 import pytest
 
-from jobcast.features.text import char_ngram_hashes, normalise
+from jobcast.features.text import TERMS, TOKENS, TextSpec, add_text_terms, add_tokens, normalise, tokens
 
 pytestmark = pytest.mark.unit
+
+SPEC = TextSpec()
 
 
 def test_fullwidth_and_halfwidth_text_normalise_to_the_same_form():
     assert normalise("ＰｙｔｈｏｎエンジニアＡＢＣ１２３") == normalise("Pythonエンジニアabc123")
     assert normalise("ｴﾝｼﾞﾆｱ") == normalise("エンジニア")  # half-width katakana
-    assert char_ngram_hashes("【東京都】Ｗｅｂエンジニア", 1024) == char_ngram_hashes("【東京都】Webエンジニア", 1024)
+    assert sorted(tokens("【東京都】Ｗｅｂエンジニア", None, None, SPEC)) == sorted(tokens("【東京都】Webエンジニア", None, None, SPEC))
 
 
-def test_ngram_hashes_are_stable_sorted_and_within_buckets():
-    h = char_ngram_hashes("法人営業（未経験歓迎）", 64)
-    assert h == sorted(set(h)) and all(0 <= x < 64 for x in h)
-    assert h == char_ngram_hashes("法人営業（未経験歓迎）", 64)  # crc32, not Python's salted hash()
-    assert char_ngram_hashes(None, 64) == [] and char_ngram_hashes("", 64) == []
+def test_title_and_description_grams_use_separate_prefixes_and_exact_tokens_only_come_from_the_title():
+    t = tokens("営業", "営業", 7, SPEC)
+    assert "tc営業" in t and "dc営業" in t and "tw営業" in t and "dw営業" in t
+    assert {"T=営業", "F=営業", "L=営業", "C=7"} <= set(t)
+    assert "T=" not in " ".join(x for x in t if not x.startswith("T="))
 
 
-def test_title_and_description_grams_use_separate_prefixes():
-    assert char_ngram_hashes("営業", 1 << 20, "t:") != char_ngram_hashes("営業", 1 << 20, "d:")
+def test_word_ngrams_and_char_ngrams_inside_words():
+    t = tokens("cold store Operative", None, None, SPEC)
+    assert {"twcold", "twcold store", "twstore operative", "tc co", "tcold", "tce "} <= set(t)
+    assert not any(x.startswith("tw") and len(x.split()) > 2 for x in t)  # word_ngrams [1, 2]
+    assert "tcd s" not in t  # char n-grams never cross a word boundary (char_wb)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from jobcast.config import Settings
+    from jobcast.spark import get_session
+
+    return get_session(Settings.load())
+
+
+ROWS = [("【東京都】ＳＥ（ｼﾆｱ）ｶﾞｰﾃﾞﾝ  Ｅｎｇｉｎｅｅｒ", "Go / Kubernetes・リモート可。週休2日", 5),
+        ("cold store Operative", None, None), ("A", "", 1), ("看護師(夜勤なし)", "未経験歓迎", 12)]
+
+
+@pytest.mark.integration
+def test_the_jvm_tokens_equal_the_python_reference(spark):
+    df = spark.createDataFrame(ROWS, "title string, description string, company_id long")
+    got = [sorted(r[TOKENS]) for r in add_tokens(df, SPEC).orderBy("title").collect()]
+    want = [sorted(tokens(t, d, c, SPEC)) for t, d, c in sorted(ROWS)]
+    assert got == want
+
+
+@pytest.mark.integration
+def test_term_ids_count_repeats_and_stay_in_the_hash_space(spark):
+    small = TextSpec(hash_bits=12)
+    df = spark.createDataFrame(ROWS, "title string, description string, company_id long")
+    rows = add_text_terms(df, small).orderBy("title").collect()
+    for row, (t, d, c) in zip(rows, sorted(ROWS)):
+        ids = row[TERMS]
+        assert ids == sorted(ids) and all(0 <= i < 4096 for i in ids)
+        assert len(ids) == len(tokens(t, d, c, small))  # one id per token occurrence: counts survive
+    again = add_text_terms(df, small).orderBy("title").collect()
+    assert [r[TERMS] for r in again] == [r[TERMS] for r in rows]  # murmur3, not a salted hash
+    assert collections.Counter(rows[0][TERMS]).most_common(1)[0][1] > 1
+
+
+def test_bad_text_params_are_refused_with_the_key():
+    with pytest.raises(ValueError, match="hash_bits=40"):
+        TextSpec.from_params({"hash_bits": 40})
+    with pytest.raises(ValueError, match=r"char_ngrams=\[3, 1\]"):
+        TextSpec.from_params({"char_ngrams": [3, 1]})

@@ -1,15 +1,53 @@
-"""Japanese-safe text features: NFKC normalisation and hashed character n-grams (no word segmentation needed).
+"""Text features for every language, computed in the JVM: NFKC normalisation (ICU4J, bundled with Spark),
+then character n-grams inside each word (sklearn's `char_wb`: works on Japanese and Chinese, where a "word"
+is a run of letters between punctuation, and on spaced languages alike), word n-grams, and a few
+whole-string tokens (the exact title, its first and last word, the company: high-cardinality exact matches
+that the stacked linear text model turns into smoothed, out-of-fold target encodings), hashed into a fixed
+space of 2^hash_bits term ids.
 
-Character n-grams work on Japanese without a tokenizer or dictionary download, are robust to the
-spelling variants job ads use, and hashing keeps the feature space fixed between training and scoring.
+TF-IDF weighting is not done here: the IDF is a model parameter fitted on the training rows
+(jobcast.models.text_model), so a day's feature partition does not depend on which days it is trained with.
+
+`normalise` and `tokens` are the pure-Python reference of the Spark expressions (tests compare the two; the
+pipeline never calls them).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
-import zlib
+from dataclasses import dataclass
 
-NGRAM_SIZES = (1, 2, 3)
+TERMS = "text_terms"  # the features column: a Spark ML SparseVector of hashed term counts
+TOKENS = "_jc_tokens"
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    hash_bits: int = 18
+    char_ngrams: tuple[int, int] = (1, 4)
+    word_ngrams: tuple[int, int] = (1, 2)
+
+    @classmethod
+    def from_params(cls, p: dict) -> "TextSpec":
+        spec = cls(int(p.get("hash_bits", 18)), tuple(int(x) for x in p.get("char_ngrams", (1, 4))),
+                   tuple(int(x) for x in p.get("word_ngrams", (1, 2))))
+        if not 10 <= spec.hash_bits <= 24:
+            raise ValueError(f"features.text.hash_bits={spec.hash_bits}: expected 10..24")
+        for name, (lo, hi) in (("char_ngrams", spec.char_ngrams), ("word_ngrams", spec.word_ngrams)):
+            if not 1 <= lo <= hi <= 8:
+                raise ValueError(f"features.text.{name}={[lo, hi]}: expected [lo, hi] with 1 <= lo <= hi <= 8")
+        return spec
+
+    @property
+    def num_features(self) -> int:
+        return 1 << self.hash_bits
+
+    def to_dict(self) -> dict:
+        return {"hash_bits": self.hash_bits, "char_ngrams": list(self.char_ngrams), "word_ngrams": list(self.word_ngrams)}
+
+
+WORD_SPLIT = r"[^\p{L}\p{N}]+"  # Java regex: anything but letters and digits separates words
 
 
 def normalise(text: str | None) -> str:
@@ -19,11 +57,76 @@ def normalise(text: str | None) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
-def char_ngram_hashes(text: str | None, buckets: int, prefix: str = "", sizes: tuple[int, ...] = NGRAM_SIZES) -> list[int]:
-    """Sorted distinct bucket ids of the text's character n-grams. crc32 is stable across processes and hosts."""
-    s = normalise(text)
-    out: set[int] = set()
-    for n in sizes:
-        for i in range(len(s) - n + 1):
-            out.add(zlib.crc32((prefix + s[i:i + n]).encode("utf-8")) % buckets)
-    return sorted(out)
+def _words(s: str) -> list[str]:
+    return [w for w in re.split(r"[\W_]+", s) if w]
+
+
+def tokens(title: str | None, description: str | None, company_id: int | None, spec: TextSpec) -> list[str]:
+    """The reference tokenizer (see the module docstring); order does not matter, counts do."""
+    out: list[str] = []
+    nt = normalise(title)
+    for prefix, text in (("t", nt), ("d", normalise(description))):
+        words = _words(text)
+        for w in words:
+            padded = f" {w} "
+            for n in range(spec.char_ngrams[0], spec.char_ngrams[1] + 1):
+                out += [f"{prefix}c{padded[i:i + n]}" for i in range(max(len(padded) - n + 1, 1))]
+        for n in range(spec.word_ngrams[0], spec.word_ngrams[1] + 1):
+            out += [f"{prefix}w{' '.join(words[i:i + n])}" for i in range(len(words) - n + 1)]
+    words = _words(nt)
+    out.append(f"T={nt}")
+    if words:
+        out += [f"F={words[0]}", f"L={words[-1]}"]
+    if company_id is not None:
+        out.append(f"C={company_id}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- Spark side
+def normalised_sql(col: str) -> str:
+    """NFKC (ICU4J's Normalizer.compose(s, compat=true), shipped in Spark's jars), lower case, spaces folded."""
+    return (f"trim(regexp_replace(lower(reflect('com.ibm.icu.text.Normalizer', 'compose', coalesce({col}, ''), true)), "
+            r"'\\s+', ' '))")
+
+
+def _field_tokens_sql(prefix: str, words: str, spec: TextSpec) -> str:
+    c_lo, c_hi = spec.char_ngrams
+    w_lo, w_hi = spec.word_ngrams
+    chars = (f"flatten(transform({words}, w -> flatten(transform(sequence({c_lo}, {c_hi}), n -> "
+             f"transform(sequence(1, greatest(length(w) + 3 - n, 1)), i -> concat('{prefix}c', substring(concat(' ', w, ' '), i, n)))))))")
+    # sequence(1, k) with k < 1 counts down in Spark: guard it so short texts give no word n-grams.
+    grams = (f"flatten(transform(sequence({w_lo}, {w_hi}), n -> if(size({words}) >= n, "
+             f"transform(sequence(0, size({words}) - n), i -> concat('{prefix}w', array_join(slice({words}, i + 1, n), ' '))), "
+             "array())))")
+    return f"concat({chars}, {grams})"
+
+
+def add_tokens(df, spec: TextSpec, title: str = "title", description: str = "description", company: str = "company_id"):
+    """df with TOKENS: the title's and description's n-grams and the whole-string tokens (exact title, first and
+    last title word, company), in Spark SQL (no Python UDF)."""
+    from pyspark.sql import functions as F
+
+    nt, tw, dw = "_jc_title_norm", "_jc_title_words", "_jc_desc_words"
+
+    def words(text):  # the column API, not a SQL literal: the regex's backslashes arrive as written
+        return F.filter(F.split(text, WORD_SPLIT), lambda w: w != "")
+
+    df = (df.withColumn(nt, F.expr(normalised_sql(title))).withColumn(tw, words(F.col(nt)))
+          .withColumn(dw, words(F.expr(normalised_sql(description)))))
+    exact = (f"concat(array(concat('T=', {nt})), if(size({tw}) > 0, array(concat('F=', element_at({tw}, 1)), "
+             f"concat('L=', element_at({tw}, -1))), array()), if({company} is null, array(), array(concat('C=', cast({company} as string)))))")
+    toks = f"concat({_field_tokens_sql('t', tw, spec)}, {_field_tokens_sql('d', dw, spec)}, {exact})"
+    return df.withColumn(TOKENS, F.expr(toks)).drop(nt, tw, dw)
+
+
+def add_text_terms(df, spec: TextSpec, **columns):
+    """df with TERMS: the sorted hashed ids of add_tokens' tokens, repeated as often as the token occurs (so a
+    term's count is its multiplicity). The hash is Spark SQL's murmur3 `hash()` modulo 2^hash_bits. Spark ML's
+    HashingTF does the same job but returns its own vector type, which SQL cannot take apart: reading it back
+    costs a Python object per row (or a dense 2^18 array), while a plain array<int> goes through Parquet,
+    Arrow and scipy as flat buffers."""
+    from pyspark.sql import functions as F
+
+    with_tokens = add_tokens(df, spec, **columns)
+    ids = F.expr(f"array_sort(transform({TOKENS}, t -> cast(pmod(hash(t), {spec.num_features}) as int)))")
+    return with_tokens.withColumn(TERMS, ids).drop(TOKENS)

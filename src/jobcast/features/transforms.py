@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-FEATURES_VERSION = 2  # bump when a feature's columns or meaning change: older partitions are then rebuilt
-TEXT = "text_hash"
+from jobcast.features.text import TERMS, TextSpec, add_text_terms
+
+FEATURES_VERSION = 3  # bump when a feature's columns or meaning change: older partitions are then rebuilt
 EVENT_WINDOWS = (7, 28)  # days before the logical date
 EVENT_NUMERIC = (
     *(f"{kind}_{w}d" for w in EVENT_WINDOWS for kind in ("views", "applies")),
@@ -34,21 +33,6 @@ LABELS = ("salary_label", "category_filed")
 class CleanRules:
     salary_min_plausible: float
     salary_max_plausible: float
-
-
-def _hash_udf(buckets: int):
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf(T.ArrayType(T.IntegerType()))
-    def text_hash(title: pd.Series, description: pd.Series) -> pd.Series:
-        from jobcast.features.text import char_ngram_hashes
-
-        return pd.Series([
-            sorted(set(char_ngram_hashes(t, buckets, "t:")) | set(char_ngram_hashes(d, buckets, "d:")))
-            for t, d in zip(title, description)
-        ])
-
-    return text_hash
 
 
 def clean_postings(postings: DataFrame, rules: CleanRules) -> tuple[DataFrame, dict[str, DataFrame]]:
@@ -113,11 +97,11 @@ def event_features(events: DataFrame, postings: DataFrame, day_start_utc: dt.dat
     return out.select("job_id", *EVENT_NUMERIC)
 
 
-def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetime, buckets: int,
+def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetime, text: TextSpec,
                      events: DataFrame | None = None) -> DataFrame:
-    """One row per open posting: categorical, numeric, hashed-text and (given events) event features, plus labels."""
-    text_hash = _hash_udf(buckets)
-    feats = postings.select(
+    """One row per open posting: categorical, numeric, text-term and (given events) event features, plus labels.
+    Everything runs in the JVM (Spark SQL), the text too (jobcast.features.text)."""
+    feats = add_text_terms(postings, text).select(
         F.col("job_id").cast("long"),
         F.lit(logical_date).cast("date").alias("logical_date"),
         F.col("company_id").cast("long"),
@@ -128,7 +112,7 @@ def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt
         .alias("posting_age_days"),
         F.length("title").cast("double").alias("title_len"),
         F.coalesce(F.length("description"), F.lit(0)).cast("double").alias("desc_len"),
-        text_hash(F.col("title"), F.coalesce(F.col("description"), F.lit(""))).alias(TEXT),
+        F.col(TERMS),
         F.col("salary_label").alias("salary_offered"),  # visible on the posting: a feature for cvr
         F.col("posted_at"),
         F.col("salary_label"),

@@ -1,14 +1,21 @@
 """The three models. Each task says which rows it learns from, how LightGBM fits them, what a prediction
 batch holds and how a holdout is scored; training, the gate, scoring and the quality bench all use these.
 
-- salary:   a booster on log salary (p50) whose features include a text classifier's guess of the true
-            category (the filed one is wrong or missing for ~15% of postings, and pay depends on it most);
+Every task stacks: a linear model over TF-IDF of the text (jobcast.models.text_model), fitted out of fold,
+hands its scores to the LightGBM booster next to the structured features.
+
+- salary:   a booster on log salary (p50) over the structured features, a ridge text model's log-salary guess,
+            and a text classifier's guess of the category (the filed one is wrong or missing for some
+            postings, and pay depends on it most); the filed category is hidden from a share of the training
+            rows (category_dropout), so a board that leaves it empty gets the text guess, not a broken model;
             p10/p90 are p50 times the 10%/90% quantiles of the log residuals on rows the booster did not
             fit (split-conformal), so the interval covers ~80% of actual salaries by construction.
-- category: one multiclass booster over the filed categories (unfiled postings are not labels); it never
-            sees the filed category as a feature, so it can correct it.
+- category: one multiclass booster over the filed categories (unfiled postings are not labels) on the text
+            classifier's per-class scores; it never sees the filed category as a feature, so it can correct it.
+            Above max_booster_classes the text classifier's calibrated probabilities are the prediction.
 - cvr:      one cross-entropy booster on (posting, day) rows: label = applies / views of that day, weight =
-            views, so the loss is the per-view Bernoulli log-loss and the score is a probability.
+            views, so the loss is the per-view Bernoulli log-loss and the score is a probability; its text
+            model learns each posting's smoothed apply rate (folds by posting).
 """
 
 from __future__ import annotations
@@ -67,44 +74,42 @@ def _fit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight:
                      callbacks=[lgb.early_stopping(int(params.get("early_stopping_rounds", 50)), verbose=False)])
 
 
-@dataclass
-class TextCategoryHint:
-    """Multinomial logistic regression from the hashed text to the filed category: a compact, fast guess of
-    the true category that the salary booster uses as one categorical feature."""
-
-    labels: list[str]
-    coef: np.ndarray       # (classes, text_buckets)
-    intercept: np.ndarray  # (classes,)
-
-    @classmethod
-    def fit(cls, df: pd.DataFrame, schema: FeatureSchema, c: float) -> "TextCategoryHint":
-        from sklearn.linear_model import LogisticRegression
-
-        rows = df[df["category_filed"].notna()]
-        labels = sorted(rows["category_filed"].astype(str).unique().tolist())
-        if len(labels) < 2:
-            raise ModelError(f"salary: the training rows have {len(labels)} distinct filed categories; need >= 2")
-        clf = LogisticRegression(C=c, max_iter=300)
-        clf.fit(schema.text_matrix(rows), rows["category_filed"].astype(str).to_numpy())
-        order = [list(clf.classes_).index(lab) for lab in labels]
-        return cls(labels, clf.coef_[order], clf.intercept_[order])
-
-    def codes(self, df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
-        return np.asarray(np.argmax(schema.text_matrix(df) @ self.coef.T + self.intercept, axis=1), dtype=float).ravel()
-
-    def save(self, path: Path) -> None:
-        np.savez(path, coef=self.coef, intercept=self.intercept, labels=np.array(self.labels))
-
-    @classmethod
-    def load(cls, path: Path) -> "TextCategoryHint":
-        z = np.load(path, allow_pickle=False)
-        return cls([str(x) for x in z["labels"]], z["coef"], z["intercept"])
+def _text_frame(models: dict[str, "TextModel"], counts) -> tuple[np.ndarray, list[str]]:
+    """The stacked columns the booster sees, from each text model's scores, and their names."""
+    cols, names = [], []
+    for name, m in models.items():
+        if name == "category_hint":  # a guess of the category: its code (categorical) and its probability
+            p = m.probabilities(counts)
+            cols += [np.argmax(p, axis=1).astype(float), p.max(axis=1)]
+            names += ["text_category", "text_category_prob"]
+        else:
+            s = m.scores(counts)
+            cols += [s[:, j] for j in range(s.shape[1])]
+            names += [f"{name}_{j}" for j in range(s.shape[1])] if s.shape[1] > 1 else [name]
+    return (np.column_stack(cols) if cols else np.empty((counts.shape[0], 0))), names
 
 
-def _salary_matrix(df: pd.DataFrame, schema: FeatureSchema, hint: TextCategoryHint):
-    import scipy.sparse as sp
+def _oof_frame(name: str, oof: np.ndarray, model) -> np.ndarray:
+    """Out-of-fold scores in the same layout as _text_frame."""
+    if name == "category_hint":
+        from jobcast.models.text_model import softmax
 
-    return sp.hstack([schema.matrix(df), sp.csr_matrix(hint.codes(df, schema).reshape(-1, 1))], format="csr")
+        p = softmax(model.temperature * oof)
+        return np.column_stack([np.argmax(p, axis=1).astype(float), p.max(axis=1)])
+    return oof
+
+
+def _dropout(dense: np.ndarray, schema: FeatureSchema, params: dict[str, Any]) -> np.ndarray:
+    """Training rows whose filed category is hidden at random (train.<task>.category_dropout): the booster learns
+    what to do when a board leaves it empty (lean on the text model's guess) instead of never seeing it missing."""
+    share = float(params.get("category_dropout", 0.0))
+    if share <= 0 or "category_filed" not in schema.categorical:
+        return dense
+    j = len(schema.numeric) + list(schema.categorical).index("category_filed")
+    out = dense.copy()
+    hide = np.random.default_rng(int(params.get("seed", 7))).random(len(out)) < share
+    out[hide, j] = np.nan
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- training rows
@@ -122,16 +127,56 @@ def cvr_rows(window: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- fitting
+def _category_codes(values: pd.Series, labels: list[str]) -> np.ndarray:
+    return pd.Categorical(values.astype(str), categories=labels).codes.astype(int)
+
+
+def _labels(values: pd.Series, task: str) -> list[str]:
+    labels = sorted(values.dropna().astype(str).unique().tolist())
+    if len(labels) < 2:
+        raise ModelError(f"{task}: the training rows have {len(labels)} distinct filed categories; need >= 2")
+    return labels
+
+
+def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], specs: dict[str, dict]) -> tuple:
+    """Fit the task's text models out of fold; returns (booster matrix of the training rows, categorical
+    indices, text models, stacked column names). specs: name -> {kind, y, rows (mask of rows to learn from),
+    groups, weight, labels}. Rows a model does not learn from get the full model's scores (never in-sample)."""
+    from jobcast.models.text_model import fit_out_of_fold
+
+    counts = schema.text_counts(df)
+    models, blocks = {}, []
+    for name, spec in specs.items():
+        rows = np.flatnonzero(spec.get("rows", np.ones(len(df), dtype=bool)))
+        strength = float(params.get("text_c" if spec["kind"] == "classifier" else "text_alpha", 1.0))
+        oof, model = fit_out_of_fold(spec["kind"], counts[rows], spec["y"], strength=strength,
+                                     folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
+                                     groups=spec.get("groups"), weight=spec.get("weight"), labels=spec.get("labels"))
+        full, _ = _text_frame({name: model}, counts)
+        full[rows] = _oof_frame(name, oof, model)
+        models[name] = model
+        blocks.append(full)
+    _, names = _text_frame(models, counts[:1])
+    dense = _dropout(schema.dense(df), schema, params)
+    X = np.hstack([dense, *blocks])
+    categorical = [*schema.categorical_indices, *(dense.shape[1] + i for i, n in enumerate(names) if n == "text_category")]
+    return X, categorical, models, names
+
+
 def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Boosters by name, and task extras (label set) saved next to them."""
+    """Boosters by name, and task extras (labels, text models, offsets) saved next to them."""
     check_task(task)
     if task == "salary":
-        fit_rows, stop_rows = _split(df, "posted_at")
-        hint = TextCategoryHint.fit(df.iloc[fit_rows], schema, float(params.get("text_hint_c", 1.0)))
-        X = _salary_matrix(df, schema, hint)
         y = np.log(df["salary_label"].to_numpy(dtype=float))
-        booster = _fit(_params(params, objective="regression"), X, [*schema.categorical_indices, X.shape[1] - 1], y, None,
-                       params, fit_rows, stop_rows)
+        filed = df["category_filed"].notna().to_numpy()
+        labels = _labels(df["category_filed"], task)
+        X, categorical, models, names = _stack(schema, df, params, {
+            "text_salary": {"kind": "regressor", "y": y},
+            "category_hint": {"kind": "classifier", "rows": filed, "labels": labels,
+                              "y": _category_codes(df["category_filed"][filed], labels)},
+        })
+        fit_rows, stop_rows = _split(df, "posted_at")
+        booster = _fit(_params(params, objective="regression"), X, categorical, y, None, params, fit_rows, stop_rows)
         # Split-conformal interval: residual quantiles on the tail rows the booster did not fit.
         resid = y[stop_rows] - booster.predict(X[stop_rows], num_iteration=booster.best_iteration or None)
         offsets = {q: float(np.quantile(resid, a)) for q, a in QUANTILES.items() if q != "p50"}
@@ -142,33 +187,46 @@ def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, An
 
             rounds = int((booster.best_iteration or booster.current_iteration()) * 1.1)
             booster = lgb.train(_params(params, objective="regression"),
-                                lgb.Dataset(X, label=y, categorical_feature=[*schema.categorical_indices, X.shape[1] - 1]),
-                                num_boost_round=rounds)
-        return {"model": booster}, {"text_hint": hint, "log_offsets": offsets, "calibration_rows": int(len(stop_rows))}
+                                lgb.Dataset(X, label=y, categorical_feature=categorical), num_boost_round=rounds)
+        return {"model": booster}, {"text_models": models, "stacked": names, "log_offsets": offsets,
+                                    "calibration_rows": int(len(stop_rows))}
     if task == "category":
-        labels = sorted(df["category_filed"].astype(str).unique().tolist())
-        if len(labels) < 2:
-            raise ModelError(f"category: training rows have {len(labels)} distinct filed categories; need >= 2")
-        y = pd.Categorical(df["category_filed"].astype(str), categories=labels).codes.astype(float)
-        booster = _fit(_params(params, objective="multiclass", num_class=len(labels)), schema.matrix(df),
-                       schema.categorical_indices, y, None, params, *_split(df, "posted_at"))
-        return {"model": booster}, {"labels": labels}
+        labels = _labels(df["category_filed"], task)
+        codes = _category_codes(df["category_filed"], labels)
+        X, categorical, models, names = _stack(schema, df, params, {
+            "text_classes": {"kind": "classifier", "y": codes, "labels": labels}})
+        if len(labels) > int(params.get("max_booster_classes", 100)):
+            # LightGBM grows one tree per class and round: with hundreds of classes the linear model alone scores.
+            return {}, {"labels": labels, "text_models": models, "stacked": names, "final": "text_classes"}
+        booster = _fit(_params(params, objective="multiclass", num_class=len(labels)), X, categorical, codes.astype(float),
+                       None, params, *_split(df, "posted_at"))
+        return {"model": booster}, {"labels": labels, "text_models": models, "stacked": names}
     views = df["views"].to_numpy(dtype=float)
     applies = np.minimum(df["applies"].to_numpy(dtype=float), views)
-    booster = _fit(_params(params, objective="cross_entropy"), schema.matrix(df), schema.categorical_indices, applies / views,
-                   views, params, *_split(df, "logical_date"))
-    return {"model": booster}, {}
+    # The text model learns each posting's smoothed apply rate (logit), weighted by its views.
+    jobs = df["job_id"].to_numpy()
+    per_job = pd.DataFrame({"job": jobs, "v": views, "a": applies}).groupby("job", sort=False).transform("sum")
+    base = applies.sum() / max(views.sum(), 1.0)
+    m = float(params.get("text_smoothing_views", 20))
+    rate = (per_job["a"].to_numpy() + m * base) / (per_job["v"].to_numpy() + m)
+    X, categorical, models, names = _stack(schema, df, params, {
+        "text_cvr": {"kind": "regressor", "y": np.log(rate / (1 - rate)), "groups": jobs, "weight": views}})
+    booster = _fit(_params(params, objective="cross_entropy"), X, categorical, applies / views, views, params,
+                   *_split(df, "logical_date"))
+    return {"model": booster}, {"text_models": models, "stacked": names}
 
 
 def save(directory: Path, boosters: dict[str, Any], schema: FeatureSchema, extras: dict[str, Any]) -> dict[str, Any]:
     """Write the model files; returns the JSON-safe extras (for the registry metadata)."""
+    from jobcast.models.text_model import describe
+
     for name, booster in boosters.items():
         booster.save_model(str(directory / f"{name}.txt"), num_iteration=booster.best_iteration or None)
     extras = dict(extras)
-    hint = extras.pop("text_hint", None)
-    if hint is not None:
-        hint.save(directory / "text_hint.npz")
-        extras["text_hint"] = "text_hint.npz"
+    models = extras.pop("text_models", {})
+    for name, model in models.items():
+        model.save(directory / f"{name}.npz")
+    extras["text_models"] = {name: {"file": f"{name}.npz", **describe(m)} for name, m in models.items()}
     (directory / "feature_schema.json").write_text(json.dumps(schema.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
     (directory / "model.json").write_text(json.dumps({"boosters": sorted(boosters), **extras}, ensure_ascii=False, indent=1),
                                           encoding="utf-8")
@@ -186,11 +244,13 @@ class Predictor:
     boosters: dict[str, Any]
     labels: list[str]
     info: dict[str, Any]
-    hint: TextCategoryHint | None = None
+    text_models: dict[str, Any]
 
     @classmethod
     def load(cls, task: str, directory: Path) -> "Predictor":
         import lightgbm as lgb
+
+        from jobcast.models.text_model import TextModel
 
         info_file, schema_file = directory / "model.json", directory / "feature_schema.json"
         for f in (info_file, schema_file):
@@ -199,32 +259,37 @@ class Predictor:
         info = json.loads(info_file.read_text(encoding="utf-8"))
         boosters = {name: lgb.Booster(model_file=str(directory / f"{name}.txt")) for name in info["boosters"]}
         schema = FeatureSchema.from_dict(json.loads(schema_file.read_text(encoding="utf-8")))
-        hint = TextCategoryHint.load(directory / info["text_hint"]) if info.get("text_hint") else None
-        return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, hint)
+        text_models = {name: TextModel.load(directory / d["file"]) for name, d in info.get("text_models", {}).items()}
+        return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
+
+    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+        stacked, _ = _text_frame(self.text_models, self.schema.text_counts(df))
+        return np.hstack([self.schema.dense(df), stacked])
 
     def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
         job_id = df["job_id"].astype("int64").to_numpy()
         if len(df) == 0:
             return _empty(self.task)
         if self.task == "salary":
-            log_p50 = self.boosters["model"].predict(_salary_matrix(df, self.schema, self.hint), num_threads=num_threads)
+            log_p50 = self.boosters["model"].predict(self.matrix(df), num_threads=num_threads)
             off = self.info["log_offsets"]
             return pd.DataFrame({"job_id": job_id, "salary_p10": np.exp(log_p50 + min(off["p10"], 0.0)),
                                  "salary_p50": np.exp(log_p50), "salary_p90": np.exp(log_p50 + max(off["p90"], 0.0))})
-        X = self.schema.matrix(df)
         if self.task == "category":
-            proba = self.probabilities(X, num_threads)
+            proba = self.probabilities(df, num_threads)
             top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
             labels = np.array(self.labels, dtype=object)
             top3 = [json.dumps([{"category": labels[j], "probability": round(float(p[j]), 6)} for j in row], ensure_ascii=False)
                     for row, p in zip(top, proba)]
             return pd.DataFrame({"job_id": job_id, "category": labels[top[:, 0]].astype(str),
                                  "probability": proba[np.arange(len(df)), top[:, 0]], "top3": top3})
-        p = np.clip(self.boosters["model"].predict(X, num_threads=num_threads), 1e-6, 1 - 1e-6)
+        p = np.clip(self.boosters["model"].predict(self.matrix(df), num_threads=num_threads), 1e-6, 1 - 1e-6)
         return pd.DataFrame({"job_id": job_id, "cvr": p})
 
-    def probabilities(self, X, num_threads: int = 1) -> np.ndarray:
-        return self.boosters["model"].predict(X, num_threads=num_threads).reshape(X.shape[0], len(self.labels))
+    def probabilities(self, df: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+        if "model" not in self.boosters:  # many classes: the linear text model is the final model
+            return self.text_models["text_classes"].probabilities(self.schema.text_counts(df))
+        return self.boosters["model"].predict(self.matrix(df), num_threads=num_threads).reshape(len(df), len(self.labels))
 
 
 def _empty(task: str) -> pd.DataFrame:

@@ -1,0 +1,171 @@
+"""The stacked text component: a linear model over TF-IDF of the hashed text terms, fitted out of fold.
+
+Boosted trees are weak on sparse, high-dimensional text; a linear model over a large TF-IDF space is the
+standard strong learner there. Each task fits one (LinearSVC one-vs-rest for a label, ridge for a number)
+and hands its scores to LightGBM as features. So LightGBM never sees in-sample scores, the training rows'
+scores are out of fold: K models, each fitted without one fold, score that fold (rows of one posting stay in
+one fold). Scoring uses one more model fitted on every training row.
+
+TF-IDF: sublinear term frequency (1 + log count), smoothed IDF from the training rows (a model parameter,
+not a property of a day's features), L2-normalised rows. Only the terms present in training are kept
+(`columns`), so a model's size follows its vocabulary, not the 2^hash_bits space.
+
+Exact-match tokens (the whole title, the company; see jobcast.features.text) get one weight each, shrunk by
+the model's regularisation: with out-of-fold fitting that is a smoothed target encoding of the title and of
+the company that cannot leak a row's own label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobcast.errors import ModelError
+
+
+def terms_matrix(lists, num_features: int):
+    """CSR of term counts from a sequence of id arrays (an id repeated k times counts k)."""
+    import scipy.sparse as sp
+
+    n = len(lists)
+    lengths = np.fromiter((0 if v is None else len(v) for v in lists), dtype=np.int64, count=n)
+    parts = [np.asarray(v, dtype=np.int32) for v in lists if v is not None and len(v)]
+    indices = np.concatenate(parts) if parts else np.empty(0, np.int32)
+    if len(indices) and (indices.min() < 0 or indices.max() >= num_features):
+        raise ModelError(f"text term ids outside [0, {num_features}): the features were hashed into another space")
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    m = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n, num_features))
+    m.sum_duplicates()
+    return m
+
+
+@dataclass
+class Tfidf:
+    columns: np.ndarray  # term ids kept (seen in training)
+    idf: np.ndarray      # per kept column
+
+    @classmethod
+    def fit(cls, counts) -> "Tfidf":
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        columns = np.flatnonzero(df).astype(np.int32)
+        n = counts.shape[0]
+        return cls(columns, (np.log((1.0 + n) / (1.0 + df[columns])) + 1.0).astype(np.float32))
+
+    def transform(self, counts):
+        from sklearn.preprocessing import normalize
+
+        x = counts[:, self.columns].astype(np.float32)
+        x.data = (1.0 + np.log(x.data)) * self.idf[x.indices]
+        return normalize(x, norm="l2", copy=False)
+
+
+@dataclass
+class TextModel:
+    """Scores from text: (n, classes) decision values for a classifier, (n, 1) predictions for a regressor."""
+
+    kind: str                       # "classifier" or "regressor"
+    tfidf: Tfidf
+    coef: np.ndarray                # (outputs, kept columns), float32
+    intercept: np.ndarray           # (outputs,)
+    labels: list[str] = field(default_factory=list)
+    temperature: float = 1.0        # softmax(temperature * scores) ~ class probabilities (fitted out of fold)
+
+    @property
+    def outputs(self) -> int:
+        return int(self.coef.shape[0])
+
+    def scores(self, counts) -> np.ndarray:
+        x = self.tfidf.transform(counts)
+        return np.asarray(x @ self.coef.T, dtype=np.float64) + self.intercept
+
+    def probabilities(self, counts) -> np.ndarray:
+        return softmax(self.temperature * self.scores(counts))
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, kind=np.array(self.kind), columns=self.tfidf.columns, idf=self.tfidf.idf, coef=self.coef,
+                            intercept=self.intercept, labels=np.array(self.labels, dtype=str),
+                            temperature=np.array(self.temperature))
+
+    @classmethod
+    def load(cls, path: Path) -> "TextModel":
+        z = np.load(path, allow_pickle=False)
+        return cls(str(z["kind"]), Tfidf(z["columns"], z["idf"]), z["coef"], z["intercept"],
+                   [str(x) for x in z["labels"]], float(z["temperature"]))
+
+
+def softmax(s: np.ndarray) -> np.ndarray:
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _fit_one(kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels: list[str], strength: float) -> TextModel:
+    tfidf = Tfidf.fit(counts)
+    x = tfidf.transform(counts)
+    if kind == "classifier":
+        from sklearn.svm import LinearSVC
+
+        present = np.unique(y)
+        clf = LinearSVC(C=strength, dual=True, max_iter=2000).fit(x, y, sample_weight=weight)
+        coef = np.zeros((len(labels), x.shape[1]), dtype=np.float32)
+        intercept = np.full(len(labels), -1e3)  # a class absent from this fold is never the argmax
+        if len(present) == 2:  # binary LinearSVC: one hyperplane, positive = the second class
+            coef[present[1]], intercept[present[1]] = clf.coef_[0], clf.intercept_[0]
+            coef[present[0]], intercept[present[0]] = -clf.coef_[0], -clf.intercept_[0]
+        else:
+            coef[present], intercept[present] = clf.coef_, clf.intercept_
+        return TextModel(kind, tfidf, coef, intercept, labels)
+    from sklearn.linear_model import Ridge
+
+    mean = float(np.average(y, weights=weight))
+    reg = Ridge(alpha=strength, fit_intercept=False, solver="sparse_cg").fit(x, y - mean, sample_weight=weight)
+    return TextModel(kind, tfidf, reg.coef_.reshape(1, -1).astype(np.float32), np.array([mean]))
+
+
+def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float, folds: int = 5, seed: int = 7,
+                    groups: np.ndarray | None = None, weight: np.ndarray | None = None,
+                    labels: list[str] | None = None) -> tuple[np.ndarray, TextModel]:
+    """Out-of-fold scores of every row and the model fitted on all rows.
+
+    kind "classifier": y holds class codes into `labels`; "regressor": y is the target. `groups` keeps the rows
+    of one group (a posting) in one fold. `strength` is LinearSVC's C or ridge's alpha."""
+    if kind not in ("classifier", "regressor"):
+        raise ModelError(f"text model kind {kind!r}: expected classifier or regressor")
+    labels = list(labels or [])
+    n = counts.shape[0]
+    g = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    fold_of_group = np.random.default_rng(seed).permutation(g.max() + 1) % folds
+    fold = fold_of_group[g]
+    width = len(labels) if kind == "classifier" else 1
+    oof = np.zeros((n, width))
+    for k in range(folds):
+        fit_rows, out_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        if len(out_rows) == 0:
+            continue
+        if kind == "classifier" and len(np.unique(y[fit_rows])) < 2:
+            raise ModelError(f"text model: fold {k} has fewer than 2 classes to learn from; expected more labelled rows")
+        m = _fit_one(kind, counts[fit_rows], y[fit_rows], None if weight is None else weight[fit_rows], labels, strength)
+        oof[out_rows] = m.scores(counts[out_rows])
+    model = _fit_one(kind, counts, y, weight, labels, strength)
+    if kind == "classifier":
+        model.temperature = fit_temperature(oof, y.astype(int))
+    return oof, model
+
+
+def fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
+    """The softmax scale that minimises the out-of-fold log-loss (one parameter: it calibrates, never reorders)."""
+    best, best_t = np.inf, 1.0
+    rows = np.arange(len(y))
+    for t in np.geomspace(0.1, 100, 61):
+        p = softmax(t * scores)[rows, y]
+        loss = -float(np.mean(np.log(np.clip(p, 1e-12, 1))))
+        if loss < best:
+            best, best_t = loss, float(t)
+    return best_t
+
+
+def describe(model: TextModel) -> dict[str, Any]:
+    return {"kind": model.kind, "outputs": model.outputs, "terms": int(len(model.tfidf.columns)),
+            "temperature": round(model.temperature, 4)}
