@@ -102,6 +102,9 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
                 "(more data or a longer train.window_days)")
 
         schema = FeatureSchema.fit(train_df, text, task)
+        from jobcast.models.profile import profile
+
+        inputs = profile(train_df, list(schema.numeric), list(schema.categorical))
         boosters, extras = tasks.fit(task, train_df, schema, params)
         # The training data version: one md5 over the DVC hashes of the window's partitions (each kept below).
         data_version = hashlib.md5(json.dumps(versions, sort_keys=True).encode()).hexdigest()
@@ -122,7 +125,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
             meta = {
                 "task": task, "version": version, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                 "logical_date": ctx.ds, "window_days": window_days, "holdout_days": holdout_days,
-                "features": schema.columns, "params": params, "metrics": metrics, **extras,
+                "features": schema.columns, "params": params, "metrics": metrics, **extras, "profile": inputs,
                 "data_version": data_version, "feature_partitions": versions, "code_version": code_version,
                 "run_id": ctx.run_id,
             }

@@ -37,15 +37,17 @@ def read_verdict(settings, subject: str, date: str) -> dict | None:
 
 
 def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.DataFrame, params: dict[str, Any],
-          extra: dict[str, Any] | None = None) -> dict:
+          extra: dict[str, Any] | None = None, also_failed: list[str] | None = None) -> dict:
+    """Run the suite; `also_failed` are failures of checks made outside GX (they fail the gate the same way)."""
     from jobcast.validation.gx import validate_dataframe
 
     settings = ctx.settings
     outcome = validate_dataframe(df, settings.root / "expectations" / f"{suite}.json", settings.reports_dir,
                                  batch_name=f"{subject}/dt={ctx.ds}", parameters=params, run_name=ctx.run_id,
                                  keep_history=int(settings.param("validate.data_docs_keep_runs")))
+    also_failed = list(also_failed or [])
     verdict = {
-        "subject": subject, "suite": outcome.suite, "logical_date": ctx.ds, "success": outcome.success,
+        "subject": subject, "suite": outcome.suite, "logical_date": ctx.ds, "success": outcome.success and not also_failed,
         "evaluated": outcome.evaluated, "failed": outcome.failed, "report_path": outcome.report_path,
         "content_version": dir_hash(data_dir), "rows": len(df), "parameters": params, "run_id": ctx.run_id,
         "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(), **(extra or {}),
@@ -60,6 +62,8 @@ def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.Data
         raise ValidationFailed(
             f"{data_dir}: suite {outcome.suite} failed {len(outcome.failed)} of {outcome.evaluated} expectations: "
             f"{outcome.failure_summary()}; report: {outcome.report_path}", outcome.report_path)
+    if also_failed:
+        raise ValidationFailed(f"{data_dir}: " + "; ".join(also_failed) + f"; report: {path}", str(path))
     return verdict
 
 
@@ -99,11 +103,43 @@ def validate_features(ctx: RunContext) -> dict:
     df = pq.read_table(feat_dir, columns=["job_id", "posting_age_days", "title_len", "prefecture", "salary_label", *EVENT_FEATURES]
                        ).to_pandas()
     expected = int(manifest.get("raw_rows", -1)) - int(manifest.get("dropped_null_title", 0))
+    shift = feature_shift(ctx, feat_dir)
+    enforce = bool(settings.param("validate.features_shift.enforce"))
+    failed = [f"{s['task']} model {s['model_version']}: {s['message']}" for s in shift] if enforce else []
+    for s in shift:
+        log.warning("features %s: input shift against the %s champion %s: %s%s", ctx.ds, s["task"], s["model_version"],
+                    s["message"], "" if enforce else " (validate.features_shift.enforce is false: not failing)")
     return _gate(ctx, "features", "features", feat_dir, df, {
         "expected_rows": expected,
         "salary_min_plausible": float(settings.param("clean.salary_min_plausible")),
         "salary_max_plausible": float(settings.param("clean.salary_max_plausible")),
-    })
+    }, extra={"shift": shift, "shift_enforced": enforce}, also_failed=failed)
+
+
+def feature_shift(ctx: RunContext, feat_dir: Path) -> list[dict]:
+    """The day's features against the training profile of each task's champion (jobcast.models.profile);
+    thresholds in params.yaml validate.features_shift. A task without a champion has nothing to compare."""
+    from jobcast import TASKS
+    from jobcast.models import registry
+    from jobcast.models.profile import shifts
+
+    settings = ctx.settings
+    thresholds = {k: float(v) for k, v in settings.param("validate.features_shift").items() if k != "enforce"}
+    found, frames = [], {}
+    for task in TASKS:
+        champ = registry.champion(settings, task)
+        if champ is None:
+            continue
+        meta = registry.read_metadata(registry.version_dir(settings, task, champ["version"]))
+        ref = meta.get("profile")
+        if not ref:
+            continue
+        cols = tuple(sorted(ref["columns"]))
+        if cols not in frames:
+            available = set(pq.read_schema(next(feat_dir.glob("*.parquet"))).names)
+            frames[cols] = pq.read_table(feat_dir, columns=[c for c in cols if c in available]).to_pandas()
+        found += [{"task": task, "model_version": champ["version"], **s} for s in shifts(ref, frames[cols], thresholds)]
+    return found
 
 
 def live_reference(settings, task: str, sample: int = 50_000) -> dict | None:

@@ -34,3 +34,6 @@ alter table truth.job_category add column if not exists bayes_category text;
 create table if not exists truth.job_cvr (job_id bigint primary key, cvr double precision not null);
 create table if not exists truth.job_cvr_daily (job_id bigint not null, day date not null, cvr double precision not null,
                                                 primary key (job_id, day));
+-- Edits of live postings (app.job_postings holds the current values): salary edits as a salary_min and a salary_max row.
+create table if not exists truth.job_edits (job_id bigint not null, edited_at timestamptz not null, field text not null,
+                                            old_value text, new_value text, primary key (job_id, field, edited_at));

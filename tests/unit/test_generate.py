@@ -1,9 +1,12 @@
 import datetime as dt
+import unicodedata
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from jobcast.generate.core import GenerateSpec, build
-from jobcast.generate.vocab import PREFECTURES
+from jobcast.generate.core import GenerateSpec, build, role_words
+from jobcast.generate.vocab import CATEGORIES, PREFECTURES
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +45,109 @@ def test_truth_is_kept_apart_and_events_follow_postings():
     posts = t["app.job_postings"].to_pandas().set_index("job_id")
     joined = ev.join(posts[["posted_at"]], on="job_id")
     assert (joined.occurred_at >= joined.posted_at).all()
+
+
+# A bigger board for the statistical properties (still a fraction of a second to build).
+BIG = GenerateSpec(postings=6000, days=20, seed=5, start_date=dt.date(2026, 9, 1))
+AMBIGUOUS_TITLE = r"(?:】|\s)スタッフ(?:募集)?(?:（|$|／|｜|〜)"  # role word just "スタッフ" (or the generic "スタッフ募集")
+
+
+@pytest.fixture(scope="module")
+def big():
+    t = build(BIG)
+    return {name: table.to_pandas() for name, table in t.items()}
+
+
+def role_in_description(desc: pd.Series) -> pd.Series:
+    """The role word a description opens with ("<role>として、..."), NFKC-folded (some postings are full-width); NaN if none."""
+    desc = desc.str.normalize("NFKC")
+    return desc.str.split("として").str[0].where(desc.str.contains("として"))
+
+
+def test_titles_have_a_long_tail_and_role_words_are_zipf_like(big):
+    p = big["app.job_postings"]
+    counts = p.title.value_counts()
+    assert (counts == 1).mean() > 0.8  # most distinct titles are seen once (decorations, rare role words)
+    roles = role_in_description(p.description).value_counts()
+    assert len(roles) > 500  # hundreds of role words ...
+    assert (roles <= 2).mean() > 0.25  # ... many of them rare ...
+    assert roles.iloc[0] > 25 * roles.median()  # ... and a few common ones
+
+
+def test_category_signal_survives_the_noise(big):
+    """Every non-generic posting names its role word in the description, and that word belongs to its true category only."""
+    p, tc = big["app.job_postings"], big["truth.job_category"]
+    owner = {unicodedata.normalize("NFKC", w): c for c in CATEGORIES for w in role_words(c)}
+    assert len(owner) == sum(len(role_words(c)) for c in CATEGORIES)  # no role word is shared by two categories
+    m = p.merge(tc, on="job_id", suffixes=("_filed", ""))
+    role = role_in_description(m.description)
+    has_role = role.notna()
+    assert (role[has_role].map(owner) == m.category[has_role]).all()
+    assert (m.bayes_category[has_role] == m.category[has_role]).all()
+    generic = ~has_role  # boilerplate only: the best guess is one category for all
+    assert 0.01 < generic.mean() < 0.06 and m.bayes_category[generic].nunique() == 1
+    assert m.salary_min[generic].isna().all()
+
+
+def test_pay_is_hidden_more_for_some_kinds_of_posting(big):
+    p = big["app.job_postings"]
+    rate = p.salary_min.notna().groupby(p.employment_type).mean()
+    assert 0.5 < p.salary_min.notna().mean() < 0.8
+    assert rate["アルバイト・パート"] > rate["正社員"] + 0.15 > rate["業務委託"] + 0.3
+    by_cat = p.salary_min.notna().groupby(big["truth.job_category"].category).mean()
+    assert by_cat["販売・接客"] > by_cat["ITエンジニア"] + 0.1  # well-paid categories hide more
+    # Disclosure depends on the kind of posting, not on its own pay draw: disclosed pay is centred on the truth.
+    m = p.merge(big["truth.job_salary"], on="job_id")
+    d = m.salary_min.notna()
+    ratio = np.log((m.salary_min[d] + m.salary_max[d]) / 2 / m.salary[d])
+    assert abs(ratio.median()) < 0.02
+
+
+def test_ambiguous_titles_are_left_unfiled_more_often(big):
+    p = big["app.job_postings"]
+    amb = p.title.str.contains(AMBIGUOUS_TITLE)
+    assert 0.12 < amb.mean() < 0.25
+    unfiled = p.category.isna()
+    assert unfiled[amb].mean() > 0.2 and unfiled[~amb].mean() < 0.12
+    assert unfiled[amb].mean() > 2.5 * unfiled[~amb].mean()
+
+
+def test_edits_are_recorded_and_the_row_holds_the_current_value(big):
+    p, ed, tc = big["app.job_postings"].set_index("job_id"), big["truth.job_edits"], big["truth.job_category"].set_index("job_id")
+    assert set(ed.field) == {"category", "salary_min", "salary_max"}
+    assert 0.02 < ed.job_id.nunique() / len(p) < 0.10
+    assert not ed.duplicated(["job_id", "field"]).any()
+    assert (ed.old_value.fillna("") != ed.new_value).all()
+    for field in ("category", "salary_min", "salary_max"):
+        e = ed[ed.field == field].set_index("job_id")
+        now = p.loc[e.index, field]
+        assert (now.astype(object).map(lambda v: str(int(v)) if isinstance(v, (int, float, np.integer)) else v)
+                == e.new_value).all(), field
+    cat = ed[ed.field == "category"].set_index("job_id")
+    assert (cat.new_value == tc.loc[cat.index, "category"]).all()  # a correction files the true category
+    assert (cat.old_value.isna() | (cat.old_value != cat.new_value)).all()
+    lo = ed[ed.field == "salary_min"].set_index("job_id")
+    raised = lo.old_value.notna()
+    assert raised.any() and (~raised).any()  # some disclosed later, some raised
+    assert (lo.old_value[raised].astype(int) < lo.new_value[raised].astype(int)).all()
+    # Edits come at least a day after posting, while the posting is open and before the window's end.
+    j = p.loc[ed.job_id]
+    assert (ed.edited_at.to_numpy() >= (j.posted_at + pd.Timedelta(days=1)).to_numpy()).all()
+    assert (j.closed_at.isna().to_numpy() | (ed.edited_at.to_numpy() < j.closed_at.to_numpy())).all()
+    end = pd.Timestamp(BIG.end_date + dt.timedelta(days=1), tz=BIG.timezone)
+    assert (ed.edited_at < end).all()
+
+
+def test_cvr_truth_matches_the_applies_across_salary_edits(big):
+    """truth.job_cvr_daily stays the expected applies per view, including the days of and after a salary edit."""
+    ev, daily = big["app.events"], big["truth.job_cvr_daily"].copy()
+    ev["day"] = ev.occurred_at.dt.tz_convert(BIG.timezone).dt.date
+    counts = ev.groupby(["job_id", "day", "event_type"]).size().unstack(fill_value=0)
+    daily["day"] = pd.to_datetime(daily.day).dt.date
+    m = daily.join(counts, on=["job_id", "day"]).fillna(0)
+    expected = (m.view * m.cvr).sum()
+    assert abs(m["apply"].sum() - expected) < 4 * np.sqrt(expected)
+    edited = m[m.job_id.isin(big["truth.job_edits"].query("field == 'salary_min'").job_id)]
+    assert edited.job_id.nunique() > 50
+    expected = (edited.view * edited.cvr).sum()
+    assert abs(edited["apply"].sum() - expected) < 4 * np.sqrt(expected) + 5

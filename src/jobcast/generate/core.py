@@ -13,6 +13,35 @@ expected values go to schema `truth`, so model quality can be put next to the be
   category, prefecture and employment type) and its age; the search position of each view moves it too,
   but positions are not observed, so the expectation over positions is the best possible prediction.
   truth.job_cvr(job_id, cvr) is the same on the posting's first day.
+- truth.job_edits(job_id, edited_at, field, old_value, new_value): every edit of a live posting (see below).
+
+The board is hard in the ways real boards are, without moving any of those truths:
+
+- Long tail of titles. Role words are drawn Zipf-like (ROLE_ZIPF_EXPONENT) from a category's 5 plain role
+  words followed by 50 specialised ones ("透析看護師", "法人営業（SaaS）"), so most are rare; pay depends on
+  the plain role inside (as before), not on the specialisation. Titles also carry posting-specific
+  decorations drawn independently of everything else (catch phrases with random numbers such as
+  【駅徒歩7分】, branch names, product names) and company-specific wording (a company name, style and
+  tagline derived from company_id): noise without signal, so the category signal is the one it was (the
+  role word, in the title unless ambiguous and always in the description) and bayes_category is unchanged.
+- Pay hidden more often for some kinds of posting (missing not at random): the disclosure probability is
+  a logistic function of employment type (アルバイト・パート disclose most, 業務委託 least), seniority
+  wording, the category's pay level (well-paid categories hide more) and a company habit. It depends on
+  the posting's attributes only, never on its own pay draw, so the truth median is still the best
+  estimate for disclosed and hidden postings alike; but the disclosed ones no longer look like the rest.
+- Categories left unfiled more often when the title is ambiguous: UNFILED_SHARE normally,
+  UNFILED_SHARE_AMBIGUOUS for the "スタッフ" titles and the generic postings (the filed category is not
+  content, so bayes_category does not use it).
+- Edits after going live. Some wrongly filed postings get their category corrected (CATEGORY_FIX_SHARE of
+  them), some postings get their pay disclosed, or raised from a first lower range (SALARY_EDIT_SHARE),
+  EDIT_DELAY days after posting; an edit that would fall after the posting closed or after the generated
+  window never happens. app.job_postings holds the current (edited) row, as a web app's table would, and
+  truth.job_edits records each change (salary edits as a salary_min and a salary_max row). The current
+  disclosed range is always the posting's own pay draw (a raise goes from a lowball first range to it),
+  so truth.job_salary is untouched by edits. The CVR follows the pay shown at the time of each view:
+  truth.job_cvr_daily on the day of a salary edit is the mixture of before and after, weighted by the
+  share of that day's open time on each side (views are uniform over it), and truth.job_cvr is the
+  posting's first day, always before any edit (edits come at least a day after posting).
 """
 
 from __future__ import annotations
@@ -32,10 +61,18 @@ from jobcast.generate import vocab
 
 log = logging.getLogger(__name__)
 
-DISCLOSED_SHARE = 0.65
 SALARY_NOISE_SIGMA = 0.20  # lognormal dispersion of actual pay around the expected value: same role, region and seniority still vary ~±25% between employers
-UNFILED_SHARE, MISFILED_SHARE, AMBIGUOUS_SHARE, FULLWIDTH_SHARE = 0.10, 0.05, 0.15, 0.20
+# Pay disclosure (missing not at random): logit = DISCLOSE_BASE_LOGIT + vocab.DISCLOSE_EMPLOYMENT + vocab.DISCLOSE_SENIORITY
+# - DISCLOSE_PAY_SLOPE x log(category base pay / DISCLOSE_PAY_REF) + company habit ~ N(0, DISCLOSE_COMPANY_SD).
+DISCLOSE_BASE_LOGIT, DISCLOSE_PAY_SLOPE, DISCLOSE_PAY_REF, DISCLOSE_COMPANY_SD = 0.45, 2.0, 380.0, 0.6
+UNFILED_SHARE, UNFILED_SHARE_AMBIGUOUS = 0.10, 0.35  # employers skip the category more when the title is vague
+MISFILED_SHARE, AMBIGUOUS_SHARE, FULLWIDTH_SHARE = 0.05, 0.15, 0.20
 GENERIC_SHARE = 0.03  # "スタッフ募集" with boilerplate only: no category signal, pay never disclosed
+HOOK_SHARE, SECOND_HOOK_SHARE, BRANCH_SHARE, PRODUCT_SHARE = 0.35, 0.25, 0.25, 0.08  # title decorations (no signal)
+# Edits after going live: share of wrongly filed postings whose category gets corrected, share of postings whose
+# pay gets disclosed (if hidden) or raised (if shown); each comes 1 + Gamma(2, 2.5) days after posting.
+CATEGORY_FIX_SHARE, SALARY_EDIT_SHARE, EDIT_DELAY_SHAPE, EDIT_DELAY_SCALE = 0.20, 0.03, 2.0, 2.5
+SALARY_RAISE_RANGE = (0.85, 0.95)  # a raised range first showed this fraction of the posting's pay
 MEAN_VIEWS_PER_DAY = 1.5
 BASE_CVR = 0.04
 CVR_AGE_SLOPE, CVR_AGE_CAP = 0.03, 28  # logit falls by 0.03 per day of posting age, for up to 28 days
@@ -43,6 +80,7 @@ CVR_AGE_SLOPE, CVR_AGE_CAP = 0.03, 28  # logit falls by 0.03 per day of posting 
 # normalised so the expectation over positions is 1: the unobserved position adds noise, not bias.
 POSITION_WEIGHTS = np.array([0.22, 0.16, 0.13, 0.11, 0.09, 0.08, 0.07, 0.05, 0.05, 0.04])
 POSITION_MULT = np.linspace(1.6, 0.6, 10) / float(np.dot(POSITION_WEIGHTS, np.linspace(1.6, 0.6, 10)))
+N_PLAIN_ROLES = 5  # each category's plain role words (vocab.CATEGORIES); their index moves pay
 
 
 @dataclass(frozen=True)
@@ -59,12 +97,104 @@ class GenerateSpec:
         return self.start_date + dt.timedelta(days=self.days - 1)
 
 
+_FULLWIDTH = {c: c + 0xFEE0 for c in range(ord("!"), ord("~") + 1)}
+
+
 def _fullwidth(text: str) -> str:
-    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+    return text.translate(_FULLWIDTH)
 
 
 def _logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
+
+
+def role_words(category: str) -> list[str]:
+    """A category's role words by rank: the plain ones, then each specialisation with each plain one."""
+    plain = vocab.CATEGORIES[category][1]
+    words = list(plain)
+    for s, spec in enumerate(vocab.ROLE_SPECIALTIES[category]):
+        for r, role in enumerate(plain):
+            words.append(f"{spec}{role}" if (s + r) % 2 == 0 else f"{role}（{spec}）")
+    return words
+
+
+def _company_wording(company: np.ndarray) -> tuple[list[str], list[str], list[str]]:
+    """Per posting: title prefix, title suffix and description line from its company (a hash of company_id, no draw)."""
+    ids, inv = np.unique(company, return_inverse=True)
+    h = (ids.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+    pre, suf, line = [], [], []
+    for x in h.tolist():
+        name = (vocab.COMPANY_ROOTS[x % len(vocab.COMPANY_ROOTS)] + vocab.COMPANY_MIDDLES[(x >> 5) % len(vocab.COMPANY_MIDDLES)]
+                + vocab.COMPANY_SUFFIXES[(x >> 8) % len(vocab.COMPANY_SUFFIXES)])
+        style = (x >> 11) % 6  # 0-2: no name in titles
+        tag = ""
+        if (x >> 14) % 4 == 0:
+            tag = "〜" + vocab.COMPANY_TAGLINES[(x >> 16) % len(vocab.COMPANY_TAGLINES)].format(3 + (x >> 19) % 40) + "〜"
+        pre.append(f"＜{name}＞" if style == 2 else "")
+        suf.append((f"／{name}" if style == 3 else f"｜{name}" if style == 4 else "") + tag)
+        line.append(f"{name}で一緒に働きませんか。" if style >= 2 else "")
+    inv = inv.tolist()
+    return [pre[i] for i in inv], [suf[i] for i in inv], [line[i] for i in inv]
+
+
+def _texts(rng: np.random.Generator, n: int, cats: list[str], prefs: list[str], emps: list[str], cat, pref, emp, sen,
+           rank, ambiguous, generic, fullwidth, company) -> tuple[list[str], list[str]]:
+    """Titles and descriptions. Only the role word (and the description's phrases) depend on the category."""
+    roles = [role_words(c) for c in cats]
+    phrases = [vocab.CATEGORIES[c][2] for c in cats]
+    n_phr, n_boil = len(phrases[0]), len(vocab.GENERIC_PHRASES)
+    picked = np.argsort(rng.random((n, n_phr)), axis=1)[:, :3].tolist()  # 3 distinct phrases (1 if ambiguous)
+    boiler = np.argsort(rng.random((n, n_boil)), axis=1)[:, :3].tolist()  # 2 distinct boilerplate lines (3 if generic)
+
+    def hook_texts() -> list[str]:
+        k = rng.integers(0, len(vocab.TITLE_HOOKS), n)
+        lo = np.array([h[1] for h in vocab.TITLE_HOOKS])[k]
+        hi = np.array([h[2] for h in vocab.TITLE_HOOKS])[k]
+        num = (lo + np.floor(rng.random(n) * (hi - lo + 1))).astype(np.int64).tolist()
+        fmt = rng.integers(0, len(vocab.HOOK_FORMATS), n).tolist()
+        return [vocab.HOOK_FORMATS[f].format(vocab.TITLE_HOOKS[j][0].format(x)) for j, x, f in zip(k.tolist(), num, fmt)]
+
+    hook1, hook2 = hook_texts(), hook_texts()
+    has_hook = rng.random(n) < HOOK_SHARE
+    has_hook2 = (has_hook & (rng.random(n) < SECOND_HOOK_SHARE)).tolist()
+    has_hook = has_hook.tolist()
+    area = rng.integers(0, len(vocab.BRANCH_AREAS), n).tolist()
+    numbered = (rng.random(n) < 0.3).tolist()
+    branch_no = rng.integers(1, 10, n).tolist()
+    suffix = rng.integers(0, len(vocab.BRANCH_SUFFIXES), n).tolist()
+    has_branch = (rng.random(n) < BRANCH_SHARE).tolist()
+    kana = rng.integers(0, len(vocab.KANA) - 2, (n, 4))  # the first letter is never ン or ー
+    kana[:, 1:] = rng.integers(0, len(vocab.KANA), (n, 3))
+    kana_len = rng.integers(3, 5, n).tolist()
+    product_fmt = rng.integers(0, len(vocab.PRODUCT_FORMATS), n).tolist()
+    has_product = (rng.random(n) < PRODUCT_SHARE).tolist()
+    kana = kana.tolist()
+    co_pre, co_suf, co_line = _company_wording(company)
+
+    titles, descs = [], []
+    for i, (c, p, e, s, r, amb, gen, fw) in enumerate(zip(cat.tolist(), pref.tolist(), emp.tolist(), sen.tolist(), rank.tolist(),
+                                                           ambiguous.tolist(), generic.tolist(), fullwidth.tolist())):
+        role = roles[c][r]
+        seniority = vocab.SENIORITY[s][0]
+        title = (hook1[i] if has_hook[i] else "") + (hook2[i] if has_hook2[i] else "") + co_pre[i] + f"【{prefs[p]}】"
+        if has_branch[i]:
+            title += (f"第{branch_no[i]}" if numbered[i] else vocab.BRANCH_AREAS[area[i]]) + vocab.BRANCH_SUFFIXES[suffix[i]] + " "
+        title += ("スタッフ募集" if gen else "スタッフ" if amb else role) + (f"（{seniority}）" if seniority else "") + co_suf[i]
+        if has_product[i]:
+            title += vocab.PRODUCT_FORMATS[product_fmt[i]].format("".join(vocab.KANA[k] for k in kana[i][:kana_len[i]]))
+        boil = [vocab.GENERIC_PHRASES[j] for j in boiler[i][:3 if gen else 2]]
+        if gen:
+            desc = "。".join(boil) + f"。雇用形態：{emps[e]}。"
+        else:
+            ph = phrases[c]
+            desc = (f"{role}として、" + "・".join(ph[j] for j in picked[i][:1 if amb else 3]) + "などをお任せします。"
+                    + "。".join(boil) + f"。雇用形態：{emps[e]}。")
+        desc += co_line[i]
+        if fw:
+            title, desc = _fullwidth(title), _fullwidth(desc)
+        titles.append(title)
+        descs.append(desc)
+    return titles, descs
 
 
 def build(spec: GenerateSpec) -> dict[str, pa.Table]:
@@ -88,74 +218,98 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     emp_w = np.array([e[3] for e in vocab.EMPLOYMENT_TYPES]); emp_w /= emp_w.sum()
     sen_mult = np.array([s[1] for s in vocab.SENIORITY])
     sen_cvr = np.array([s[2] for s in vocab.SENIORITY])
+    n_roles = N_PLAIN_ROLES * (1 + len(vocab.ROLE_SPECIALTIES[cats[0]]))
+    rank_w = 1.0 / np.arange(1, n_roles + 1) ** vocab.ROLE_ZIPF_EXPONENT; rank_w /= rank_w.sum()
 
     cat = rng.choice(len(cats), n, p=cat_w)
     pref = rng.choice(len(prefs), n, p=pref_w)
     emp = rng.choice(len(emps), n, p=emp_w)
     sen = rng.choice(len(vocab.SENIORITY), n, p=vocab.SENIORITY_WEIGHTS)
-    role = rng.integers(0, 5, n)
+    rank = rng.choice(n_roles, n, p=rank_w)  # role word rank in role_words(category): long tail
+    role = np.where(rank < N_PLAIN_ROLES, rank, (rank - N_PLAIN_ROLES) % N_PLAIN_ROLES)  # the plain role inside
     role_mult = 0.92 + 0.04 * role  # within a category, the role in the title moves pay a little
     ambiguous = rng.random(n) < AMBIGUOUS_SHARE
     generic = rng.random(n) < GENERIC_SHARE
     fullwidth = rng.random(n) < FULLWIDTH_SHARE
     company = 1 + np.minimum(rng.zipf(1.6, n), max(n // 8, 1)) + rng.integers(0, max(n // 8, 1), n)
 
-    base = np.array([vocab.CATEGORIES[c][0] for c in cats])[cat] * 10_000.0
+    base_10k = np.array([vocab.CATEGORIES[c][0] for c in cats], dtype=float)
+    base = base_10k[cat] * 10_000.0
     truth_salary = base * pref_mult[pref] * emp_mult[emp] * sen_mult[sen] * role_mult
     actual = truth_salary * np.exp(rng.normal(0.0, SALARY_NOISE_SIGMA, n))
-    disclosed = (rng.random(n) < DISCLOSED_SHARE) & ~generic
-    salary_min = np.where(disclosed, np.round(actual * 0.9, -4), np.nan)
-    salary_max = np.where(disclosed, np.round(actual * 1.1, -4), np.nan)
+    # Disclosure depends on the kind of posting (and its company), never on its own pay draw.
+    disc_logit = (DISCLOSE_BASE_LOGIT + np.array([vocab.DISCLOSE_EMPLOYMENT[e] for e in emps])[emp]
+                  + np.array([vocab.DISCLOSE_SENIORITY[s[0]] for s in vocab.SENIORITY])[sen]
+                  - DISCLOSE_PAY_SLOPE * np.log(base_10k / DISCLOSE_PAY_REF)[cat]
+                  + rng.normal(0.0, DISCLOSE_COMPANY_SD, int(company.max()) + 1)[company])
+    disclosed0 = (rng.random(n) < 1 / (1 + np.exp(-disc_logit))) & ~generic  # as first posted
+    pay_min, pay_max = np.round(actual * 0.9, -4), np.round(actual * 1.1, -4)
 
     u = rng.random(n)
-    filed = np.where(u < UNFILED_SHARE, -1, np.where(u < UNFILED_SHARE + MISFILED_SHARE, rng.integers(0, len(cats), n), cat))
+    p_unfiled = np.where(ambiguous | generic, UNFILED_SHARE_AMBIGUOUS, UNFILED_SHARE)
+    filed0 = np.where(u < p_unfiled, -1, np.where(u < p_unfiled + MISFILED_SHARE, rng.integers(0, len(cats), n), cat))
 
-    titles, descs = [], []
-    for i in range(n):
-        cname = cats[cat[i]]
-        _, roles, phrases = vocab.CATEGORIES[cname]
-        seniority = vocab.SENIORITY[sen[i]][0]
-        role_word = "スタッフ募集" if generic[i] else "スタッフ" if ambiguous[i] else roles[role[i]]
-        title = f"【{prefs[pref[i]]}】{role_word}" + (f"（{seniority}）" if seniority else "")
-        k = 1 if ambiguous[i] else 3
-        picked = [phrases[j] for j in rng.choice(len(phrases), k, replace=False)]
-        boiler = [vocab.GENERIC_PHRASES[j] for j in rng.choice(len(vocab.GENERIC_PHRASES), 3 if generic[i] else 2, replace=False)]
-        if generic[i]:
-            desc = "。".join(boiler) + f"。雇用形態：{emps[emp[i]]}。"
-        else:
-            desc = f"{roles[role[i]]}として、" + "・".join(picked) + "などをお任せします。" + "。".join(boiler) + f"。雇用形態：{emps[emp[i]]}。"
-        if fullwidth[i]:
-            title, desc = _fullwidth(title), _fullwidth(desc)
-        titles.append(title)
-        descs.append(desc)
+    titles, descs = _texts(rng, n, cats, prefs, emps, cat, pref, emp, sen, rank, ambiguous, generic, fullwidth, company)
 
     # Postings start up to 20 days before the window so the first day already has open postings.
     posted = rng.uniform(t0 - 20 * 86400, t_end - 3600, n)
     duration = rng.gamma(2.0, 12.0, n) * 86400 + 86400
     closed = np.where(posted + duration < t_end, posted + duration, np.nan)
+    last_t = np.where(np.isnan(closed), t_end, closed)
 
-    # CVR: employment type, seniority wording, disclosed pay (relative to the market) and a popularity draw.
+    # Edits: planned ones happen only while the posting is open and before the end of the generated window.
+    def edit_time(planned: np.ndarray) -> np.ndarray:
+        t = posted + (1 + rng.gamma(EDIT_DELAY_SHAPE, EDIT_DELAY_SCALE, n)) * 86400
+        return np.where(planned & (t < last_t), t, np.inf)
+
+    cat_edit_t = edit_time((filed0 != cat) & (rng.random(n) < CATEGORY_FIX_SHARE))
+    sal_edit_t = edit_time(~generic & (rng.random(n) < SALARY_EDIT_SHARE))
+    cat_edited, sal_edited = np.isfinite(cat_edit_t), np.isfinite(sal_edit_t)
+    filed = np.where(cat_edited, cat, filed0)
+    disclosed = disclosed0 | sal_edited  # now
+    raised = disclosed0 & sal_edited
+    first_frac = rng.uniform(*SALARY_RAISE_RANGE, n)
+    salary_min = np.where(disclosed, pay_min, np.nan)  # now: always the posting's own pay
+    salary_max = np.where(disclosed, pay_max, np.nan)
+    salary_min0 = np.where(disclosed0, np.where(raised, np.round(actual * first_frac * 0.9, -4), pay_min), np.nan)
+    salary_max0 = np.where(disclosed0, np.where(raised, np.round(actual * first_frac * 1.1, -4), pay_max), np.nan)
+
+    # CVR: employment type, seniority wording, disclosed pay (relative to the market) and a popularity draw;
+    # logit0 with the pay shown when first posted, logit1 with the pay shown after a salary edit.
     market = base * pref_mult[pref] * emp_mult[emp]
-    rel_pay = np.log(np.where(disclosed, (salary_min + salary_max) / 2, market) / market)
-    logit = _logit(BASE_CVR) + emp_cvr[emp] + sen_cvr[sen] + 0.25 * disclosed + 1.2 * rel_pay
+
+    def cvr_logit(shown: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        rel_pay = np.log(np.where(shown, (lo + hi) / 2, market) / market)
+        return _logit(BASE_CVR) + emp_cvr[emp] + sen_cvr[sen] + 0.25 * shown + 1.2 * rel_pay
+
+    logit0 = cvr_logit(disclosed0, salary_min0, salary_max0)
+    logit1 = cvr_logit(disclosed, salary_min, salary_max)
     popularity = np.exp(rng.normal(0, 0.4, n))
     posted_day = np.floor((posted - t0) / 86400).astype(np.int64)  # may be negative: posted before the window
 
     # One row per posting-day in the window, then Poisson views, then Bernoulli applies per view.
     first_day = np.maximum(np.floor((posted - t0) / 86400), 0).astype(np.int64)
-    last_t = np.where(np.isnan(closed), t_end, closed)
     last_day = np.minimum(np.floor((last_t - 1 - t0) / 86400), spec.days - 1).astype(np.int64)
     ndays = np.maximum(last_day - first_day + 1, 0)
     pd_job = np.repeat(np.arange(n), ndays)
     pd_day = np.repeat(first_day, ndays) + (np.arange(ndays.sum()) - np.repeat(np.cumsum(ndays) - ndays, ndays))
-    pd_cvr = cvr_at_age(logit[pd_job], pd_day - posted_day[pd_job])
+    pd_age = pd_day - posted_day[pd_job]
+    pd_cvr0, pd_cvr1 = cvr_at_age(logit0[pd_job], pd_age), cvr_at_age(logit1[pd_job], pd_age)
+    # Views of a posting-day are uniform over its open time [lo, hi]: the day's truth is the share-weighted mixture.
+    pd_lo = np.maximum(t0 + pd_day * 86400.0, posted[pd_job])
+    pd_hi = np.minimum(t0 + (pd_day + 1) * 86400.0, last_t[pd_job]) - 1
+    pd_te = sal_edit_t[pd_job]
+    span = pd_hi - pd_lo
+    after = np.where(span > 0, np.clip((pd_hi - np.minimum(pd_te, pd_hi + 1)) / np.where(span > 0, span, 1), 0, 1),
+                     (pd_lo >= pd_te).astype(float))
+    pd_cvr = (1 - after) * pd_cvr0 + after * pd_cvr1
     views = rng.poisson(MEAN_VIEWS_PER_DAY * popularity[pd_job])
     v_job = np.repeat(pd_job, views)
     v_day = np.repeat(pd_day, views)
-    v_cvr = np.repeat(pd_cvr, views)
-    lo = np.maximum(t0 + v_day * 86400.0, posted[v_job])
-    hi = np.minimum(t0 + (v_day + 1) * 86400.0, last_t[v_job]) - 1
+    lo = np.repeat(pd_lo, views)
+    hi = np.repeat(pd_hi, views)
     v_time = lo + rng.random(len(v_job)) * np.maximum(hi - lo, 0)
+    v_cvr = np.where(v_time >= sal_edit_t[v_job], np.repeat(pd_cvr1, views), np.repeat(pd_cvr0, views))
     v_session = rng.integers(1, 2**40, len(v_job))
     position = rng.choice(len(POSITION_WEIGHTS), len(v_job), p=POSITION_WEIGHTS)
     applied = rng.random(len(v_job)) < v_cvr * POSITION_MULT[position]
@@ -203,13 +357,36 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
             # Without category signal the best guess is the most common category.
             "bayes_category": pa.array(cats, pa.string()).take(pa.array(np.where(generic, int(np.argmax(cat_w)), cat))),
         }),
-        "truth.job_cvr": pa.table({"job_id": job_ids, "cvr": cvr_at_age(logit, np.zeros(n, dtype=np.int64))}),
+        "truth.job_cvr": pa.table({"job_id": job_ids, "cvr": cvr_at_age(logit0, np.zeros(n, dtype=np.int64))}),
         "truth.job_cvr_daily": pa.table({
             "job_id": job_ids[pd_job],
             "day": pa.array([spec.start_date + dt.timedelta(days=int(d)) for d in range(spec.days)], pa.date32()).take(pa.array(pd_day)),
             "cvr": pd_cvr,
         }),
+        "truth.job_edits": _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, salary_min0, salary_max0, salary_min, salary_max, ts),
     }
+
+
+def _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, min0, max0, min1, max1, ts) -> pa.Table:
+    """truth.job_edits: one row per changed field (a salary edit changes salary_min and salary_max), by time."""
+    def text(x: np.ndarray) -> list[str | None]:
+        return [None if v != v else str(int(v)) for v in x.tolist()]
+
+    ci, si = np.flatnonzero(np.isfinite(cat_edit_t)), np.flatnonzero(np.isfinite(sal_edit_t))
+    job = np.concatenate([ci, si, si])
+    at = np.concatenate([cat_edit_t[ci], sal_edit_t[si], sal_edit_t[si]])
+    field = ["category"] * len(ci) + ["salary_min"] * len(si) + ["salary_max"] * len(si)
+    old = [cats[c] if c >= 0 else None for c in filed0[ci].tolist()] + text(min0[si]) + text(max0[si])
+    new = [cats[c] for c in cat[ci].tolist()] + text(min1[si]) + text(max1[si])
+    order = np.lexsort((np.array([0] * len(ci) + [1] * len(si) + [2] * len(si), dtype=np.int64), job, at))
+    take = pa.array(order)
+    return pa.table({
+        "job_id": pa.array(job[order] + 1, pa.int64()),
+        "edited_at": ts(at[order]),
+        "field": pa.array(field, pa.string()).take(take),
+        "old_value": pa.array(old, pa.string()).take(take),
+        "new_value": pa.array(new, pa.string()).take(take),
+    })
 
 
 def cvr_at_age(logit: np.ndarray, age_days: np.ndarray) -> np.ndarray:
