@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from jobcast.context import RunContext, StepResult, timed_step
-from jobcast.errors import InputDataError, ValidationFailed
+from jobcast.errors import ConfigError, InputDataError, ValidationFailed
 from jobcast.sources import day_bounds
 from jobcast.storage import dir_hash, partition, read_manifest
 
@@ -87,10 +87,29 @@ def validate_raw(ctx: RunContext) -> list[dict]:
     events = pq.read_table(ev_dir).to_pandas()
     events["seconds_before_day_end"] = (pd.Timestamp(day_end) - events["occurred_at"]).dt.total_seconds()
     max_seconds = (int(settings.param("features.event_window_days")) + 1) * 86400
+    types, mostly = board_employment_types(settings, ctx)
     return [
-        _gate(ctx, "raw_job_postings", "raw_job_postings", post_dir, postings, {"min_rows": min_rows}),
+        _gate(ctx, "raw_job_postings", "raw_job_postings", post_dir, postings,
+              {"min_rows": min_rows, "employment_types": types, "employment_types_mostly": mostly}),
         _gate(ctx, "raw_events", "raw_events", ev_dir, events, {"max_seconds": max_seconds}),
     ]
+
+
+def board_employment_types(settings, ctx: RunContext) -> tuple[list[str], float]:
+    """The allowed employment types: params.yaml board.employment_types, or (null) the board's own history,
+    the values in the previous day's snapshot (a new value on 1% of postings passes; a new vocabulary fails).
+    With neither (a board's first day and no list), today's values: nothing to compare with yet."""
+    configured = settings.param("board.employment_types")
+    if configured is not None:
+        if not isinstance(configured, list) or not all(isinstance(v, str) and v for v in configured):
+            raise ConfigError(f"params.yaml board.employment_types={configured!r}: expected a list of names, or null")
+        return configured, 1.0
+    for day in (ctx.logical_date - dt.timedelta(days=1), ctx.logical_date):
+        path = partition(settings.data_dir, "raw", "job_postings", date=day.isoformat())
+        if path.is_dir():
+            values = pq.read_table(path, columns=["employment_type"]).column(0).unique().to_pylist()
+            return sorted(v for v in values if v is not None), 0.99 if day < ctx.logical_date else 1.0
+    return [], 1.0
 
 
 EVENT_FEATURES = ("views_7d", "applies_7d", "views_28d", "applies_28d", "job_cvr_28d", "company_cvr_28d", "category_cvr_28d")

@@ -80,8 +80,8 @@ def _text_frame(models: dict[str, "TextModel"], counts) -> tuple[np.ndarray, lis
     for name, m in models.items():
         if name == "category_hint":  # a guess of the category: its code (categorical) and its probability
             p = m.probabilities(counts)
-            cols += [np.argmax(p, axis=1).astype(float), p.max(axis=1)]
-            names += ["text_category", "text_category_prob"]
+            cols += [np.argmax(p, axis=1).astype(float), p.max(axis=1)] + [p[:, j] for j in range(p.shape[1])]
+            names += ["text_category", "text_category_prob"] + [f"text_category_p{j}" for j in range(p.shape[1])]
         else:
             s = m.scores(counts)
             cols += [s[:, j] for j in range(s.shape[1])]
@@ -95,8 +95,17 @@ def _oof_frame(name: str, oof: np.ndarray, model) -> np.ndarray:
         from jobcast.models.text_model import softmax
 
         p = softmax(model.temperature * oof)
-        return np.column_stack([np.argmax(p, axis=1).astype(float), p.max(axis=1)])
+        return np.column_stack([np.argmax(p, axis=1).astype(float), p.max(axis=1), p])
     return oof
+
+
+def _with_terms(X: np.ndarray, counts, terms) -> Any:
+    """CSR of X next to the presence (0/1) of the given terms. NaN stays explicit: CSR stores it as a value."""
+    import scipy.sparse as sp
+
+    present = counts[:, terms]
+    present.data[:] = 1.0
+    return sp.hstack([sp.csr_matrix(X), present], format="csr")
 
 
 def _dropout(dense: np.ndarray, schema: FeatureSchema, params: dict[str, Any]) -> np.ndarray:
@@ -140,25 +149,41 @@ def _labels(values: pd.Series, task: str) -> list[str]:
 
 def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], specs: dict[str, dict]) -> tuple:
     """Fit the task's text models out of fold; returns (booster matrix of the training rows, categorical
-    indices, text models, stacked column names). specs: name -> {kind, y, rows (mask of rows to learn from),
-    groups, weight, labels}. Rows a model does not learn from get the full model's scores (never in-sample)."""
+    indices, text models, stacked column names).
+
+    specs: name -> {kind, y, labels, groups, weight, rows, expand}. A model learns from `rows` (a mask or row
+    positions; default all);
+    with `expand` (for every row of df, a position in `rows`), each row takes the out-of-fold score of that
+    position (cvr: one text row per posting, whose score every (posting, day) row shares); without it, rows
+    the model did not learn from get the full model's scores (they were never in its training set)."""
     from jobcast.models.text_model import fit_out_of_fold
 
-    counts = schema.text_counts(df)
+    k = int(params.get("booster_terms", 0))
+    everything = schema.text_counts(df) if k or any("expand" not in s for s in specs.values()) else None
     models, blocks = {}, []
     for name, spec in specs.items():
-        rows = np.flatnonzero(spec.get("rows", np.ones(len(df), dtype=bool)))
+        rows = np.asarray(spec.get("rows", np.ones(len(df), dtype=bool)))
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+        counts = everything[rows] if everything is not None else schema.text_counts(df.iloc[rows])
         strength = float(params.get("text_c" if spec["kind"] == "classifier" else "text_alpha", 1.0))
-        oof, model = fit_out_of_fold(spec["kind"], counts[rows], spec["y"], strength=strength,
+        oof, model = fit_out_of_fold(spec["kind"], counts, spec["y"], strength=strength,
                                      folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
                                      groups=spec.get("groups"), weight=spec.get("weight"), labels=spec.get("labels"))
-        full, _ = _text_frame({name: model}, counts)
-        full[rows] = _oof_frame(name, oof, model)
+        if "expand" in spec:
+            block = _oof_frame(name, oof, model)[spec["expand"]]
+        else:
+            block, _ = _text_frame({name: model}, everything)
+            block[rows] = _oof_frame(name, oof, model)
         models[name] = model
-        blocks.append(full)
-    _, names = _text_frame(models, counts[:1])
+        blocks.append(block)
+    _, names = _text_frame(models, schema.text_counts(df.iloc[:1]))
     dense = _dropout(schema.dense(df), schema, params)
     X = np.hstack([dense, *blocks])
+    if k:  # the commonest terms themselves too: trees find interactions (a role word x a region) a linear model cannot
+        top = np.argsort(-np.bincount(everything.indices, minlength=everything.shape[1]), kind="stable")[:k]
+        X = _with_terms(X, everything, top)
+        names = names + [f"term_{t}" for t in top]
+        models["__terms__"] = top
     categorical = [*schema.categorical_indices, *(dense.shape[1] + i for i, n in enumerate(names) if n == "text_category")]
     return X, categorical, models, names
 
@@ -203,14 +228,16 @@ def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, An
         return {"model": booster}, {"labels": labels, "text_models": models, "stacked": names}
     views = df["views"].to_numpy(dtype=float)
     applies = np.minimum(df["applies"].to_numpy(dtype=float), views)
-    # The text model learns each posting's smoothed apply rate (logit), weighted by its views.
+    # The text model learns each posting's smoothed apply rate (logit) from one row per posting, weighted by views.
     jobs = df["job_id"].to_numpy()
-    per_job = pd.DataFrame({"job": jobs, "v": views, "a": applies}).groupby("job", sort=False).transform("sum")
+    _, first, expand = np.unique(jobs, return_index=True, return_inverse=True)
+    v_job = np.bincount(expand, weights=views)
+    a_job = np.bincount(expand, weights=applies)
     base = applies.sum() / max(views.sum(), 1.0)
     m = float(params.get("text_smoothing_views", 20))
-    rate = (per_job["a"].to_numpy() + m * base) / (per_job["v"].to_numpy() + m)
-    X, categorical, models, names = _stack(schema, df, params, {
-        "text_cvr": {"kind": "regressor", "y": np.log(rate / (1 - rate)), "groups": jobs, "weight": views}})
+    rate = (a_job + m * base) / (v_job + m)
+    X, categorical, models, names = _stack(schema, df, params, {  # `first`: one row per posting, in `expand`'s order
+        "text_cvr": {"kind": "regressor", "y": np.log(rate / (1 - rate)), "weight": v_job, "rows": first, "expand": expand}})
     booster = _fit(_params(params, objective="cross_entropy"), X, categorical, applies / views, views, params,
                    *_split(df, "logical_date"))
     return {"model": booster}, {"text_models": models, "stacked": names}
@@ -223,7 +250,10 @@ def save(directory: Path, boosters: dict[str, Any], schema: FeatureSchema, extra
     for name, booster in boosters.items():
         booster.save_model(str(directory / f"{name}.txt"), num_iteration=booster.best_iteration or None)
     extras = dict(extras)
-    models = extras.pop("text_models", {})
+    models = dict(extras.pop("text_models", {}))
+    terms = models.pop("__terms__", None)
+    if terms is not None:
+        extras["booster_terms"] = [int(t) for t in terms]
     for name, model in models.items():
         model.save(directory / f"{name}.npz")
     extras["text_models"] = {name: {"file": f"{name}.npz", **describe(m)} for name, m in models.items()}
@@ -263,8 +293,10 @@ class Predictor:
         return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
 
     def matrix(self, df: pd.DataFrame) -> np.ndarray:
-        stacked, _ = _text_frame(self.text_models, self.schema.text_counts(df))
-        return np.hstack([self.schema.dense(df), stacked])
+        counts = self.schema.text_counts(df)
+        stacked, _ = _text_frame(self.text_models, counts)
+        X = np.hstack([self.schema.dense(df), stacked])
+        return _with_terms(X, counts, self.info["booster_terms"]) if self.info.get("booster_terms") else X
 
     def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
         job_id = df["job_id"].astype("int64").to_numpy()
