@@ -9,7 +9,8 @@ models and reports dirs under .jobcast/bench/real_data/<name>/:
   on the 80% train rows and NULL on the 20% test rows (train_test_split(test_size=0.2, random_state=0) over
   the rows in file order, the split of ../shared/data/README.md);
 - prefecture, employment type and company drawn at random (the sets have none: they carry no signal), every
-  posting open on the logical date, posted over the last `window_days` days, a few random views;
+  posting open on the logical date, posted over the last WINDOW_DAYS days (5% on the last day, which is the
+  training's time-based holdout), a few random views;
 - then `jobcast run --date D --tasks category --train` (extract, raw gate, features, features gate, window,
   train with its gate, score, predictions gate, publish), in a subprocess like a user would run it;
 - accuracy and macro-F1 of predictions.job_category on the test rows; the baseline (TF-IDF + LinearSVC(C=0.5)
@@ -94,7 +95,9 @@ def load_board(url: str, board: Board, df: pd.DataFrame, tr: np.ndarray) -> np.n
     n = len(df)
     tz = dt.timezone(dt.timedelta(hours=9))
     day_end = dt.datetime.combine(DATE + dt.timedelta(days=1), dt.time(), tz)
-    age = rng.uniform(3600, WINDOW_DAYS * 86400, n)  # seconds before the logical day's end
+    # Seconds before the logical day's end: 5% of the postings went live on the last day (the time-based holdout
+    # of train.holdout_days=1, enough rows for the gate), the rest over the days before.
+    age = np.where(rng.random(n) < 0.05, rng.uniform(3600, 86400, n), rng.uniform(86400, WINDOW_DAYS * 86400, n))
     posted = pd.Series(pd.Timestamp(day_end) - pd.to_timedelta(age, unit="s"))
     job_id = np.arange(1, n + 1)
     category = pd.Series([None] * n, dtype=object)

@@ -44,7 +44,11 @@ def run(ctx: RunContext) -> StepResult:
 
     with timed_step("features", ctx) as res:
         spark = ctx.spark()
-        postings = spark.read.parquet(str(raw))
+        # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread it (the
+        # text is most of the work) over every core, or 50k postings a task on a big board.
+        raw_rows = read_manifest(raw).get("rows")
+        tasks = max(spark.sparkContext.defaultParallelism, int(raw_rows or 0) // 50_000 + 1)
+        postings = spark.read.parquet(str(raw)).repartition(tasks)
         kept, touched = clean_postings(postings, rules)
         counts = {name: df.count() for name, df in touched.items()}
         for name, n in counts.items():
@@ -59,7 +63,6 @@ def run(ctx: RunContext) -> StepResult:
             features.write.parquet(str(tmp))
             tidy_spark_output(tmp)
             n = parquet_rows(tmp)
-            raw_rows = read_manifest(raw).get("rows")
             write_manifest(tmp, {
                 "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text": text.to_dict(),
                 "features_version": FEATURES_VERSION,

@@ -74,6 +74,15 @@ def _fit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight:
                      callbacks=[lgb.early_stopping(int(params.get("early_stopping_rounds", 50)), verbose=False)])
 
 
+def _refit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, stopped):
+    """The early-stopping tail is the newest data: refit on every row for the early-stopped number of rounds
+    (+10% for the larger set)."""
+    import lightgbm as lgb
+
+    rounds = max(1, int((stopped.best_iteration or stopped.current_iteration()) * 1.1))
+    return lgb.train(lgb_params, lgb.Dataset(X, label=label, categorical_feature=categorical), num_boost_round=rounds)
+
+
 def _text_frame(models: dict[str, "TextModel"], counts) -> tuple[np.ndarray, list[str]]:
     """The stacked columns the booster sees, from each text model's scores, and their names."""
     cols, names = [], []
@@ -165,7 +174,7 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
         rows = np.asarray(spec.get("rows", np.ones(len(df), dtype=bool)))
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows
         counts = everything[rows] if everything is not None else schema.text_counts(df.iloc[rows])
-        strength = float(params.get("text_c" if spec["kind"] == "classifier" else "text_alpha", 1.0))
+        strength = params.get("text_c" if spec["kind"] == "classifier" else "text_alpha", 1.0)
         oof, model = fit_out_of_fold(spec["kind"], counts, spec["y"], strength=strength,
                                      folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
                                      groups=spec.get("groups"), weight=spec.get("weight"), labels=spec.get("labels"))
@@ -206,13 +215,8 @@ def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, An
         resid = y[stop_rows] - booster.predict(X[stop_rows], num_iteration=booster.best_iteration or None)
         offsets = {q: float(np.quantile(resid, a)) for q, a in QUANTILES.items() if q != "p50"}
         if params.get("refit_on_all_rows"):
-            # The tail is the newest data: refit on every row for the early-stopped number of rounds (+10% for
-            # the larger set). The offsets above stay honest (measured before the tail was fitted).
-            import lightgbm as lgb
-
-            rounds = int((booster.best_iteration or booster.current_iteration()) * 1.1)
-            booster = lgb.train(_params(params, objective="regression"),
-                                lgb.Dataset(X, label=y, categorical_feature=categorical), num_boost_round=rounds)
+            # The offsets above stay honest (measured before the tail was fitted).
+            booster = _refit(_params(params, objective="regression"), X, categorical, y, booster)
         return {"model": booster}, {"text_models": models, "stacked": names, "log_offsets": offsets,
                                     "calibration_rows": int(len(stop_rows))}
     if task == "category":
@@ -223,8 +227,10 @@ def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, An
         if len(labels) > int(params.get("max_booster_classes", 100)):
             # LightGBM grows one tree per class and round: with hundreds of classes the linear model alone scores.
             return {}, {"labels": labels, "text_models": models, "stacked": names, "final": "text_classes"}
-        booster = _fit(_params(params, objective="multiclass", num_class=len(labels)), X, categorical, codes.astype(float),
-                       None, params, *_split(df, "posted_at"))
+        lgb_params = _params(params, objective="multiclass", num_class=len(labels))
+        booster = _fit(lgb_params, X, categorical, codes.astype(float), None, params, *_split(df, "posted_at"))
+        if params.get("refit_on_all_rows"):
+            booster = _refit(lgb_params, X, categorical, codes.astype(float), booster)
         return {"model": booster}, {"labels": labels, "text_models": models, "stacked": names}
     views = df["views"].to_numpy(dtype=float)
     applies = np.minimum(df["applies"].to_numpy(dtype=float), views)

@@ -72,6 +72,7 @@ class TextModel:
     intercept: np.ndarray           # (outputs,)
     labels: list[str] = field(default_factory=list)
     temperature: float = 1.0        # softmax(temperature * scores) ~ class probabilities (fitted out of fold)
+    strength: float | None = None   # the C or alpha it was fitted with
 
     @property
     def outputs(self) -> int:
@@ -124,13 +125,29 @@ def _fit_one(kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels
     return TextModel(kind, tfidf, reg.coef_.reshape(1, -1).astype(np.float32), np.array([mean]))
 
 
-def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float, folds: int = 5, seed: int = 7,
+def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[float], folds: int = 5, seed: int = 7,
                     groups: np.ndarray | None = None, weight: np.ndarray | None = None,
                     labels: list[str] | None = None) -> tuple[np.ndarray, TextModel]:
     """Out-of-fold scores of every row and the model fitted on all rows.
 
     kind "classifier": y holds class codes into `labels`; "regressor": y is the target. `groups` keeps the rows
-    of one group (a posting) in one fold. `strength` is LinearSVC's C or ridge's alpha."""
+    of one group (a posting) in one fold. `strength` is LinearSVC's C or ridge's alpha; given a list, the value
+    with the best out-of-fold score wins (accuracy, or weighted squared error): boards differ in how much
+    text they have and how noisy their labels are, so the regularisation is chosen on the board's own data."""
+    grid = [float(x) for x in strength] if isinstance(strength, (list, tuple)) else [float(strength)]
+    if len(grid) > 1:
+        best = None
+        for c in grid:
+            oof, model = fit_out_of_fold(kind, counts, y, strength=c, folds=folds, seed=seed, groups=groups,
+                                         weight=weight, labels=labels)
+            w = np.ones(len(y)) if weight is None else weight
+            score = (float(np.average(np.argmax(oof, axis=1) == y, weights=w)) if kind == "classifier"
+                     else -float(np.average((oof[:, 0] - y) ** 2, weights=w)))
+            if best is None or score > best[0]:
+                best = (score, oof, model, c)
+        best[2].strength = best[3]
+        return best[1], best[2]
+    strength = grid[0]
     if kind not in ("classifier", "regressor"):
         raise ModelError(f"text model kind {kind!r}: expected classifier or regressor")
     labels = list(labels or [])
@@ -149,6 +166,7 @@ def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float, folds:
         m = _fit_one(kind, counts[fit_rows], y[fit_rows], None if weight is None else weight[fit_rows], labels, strength)
         oof[out_rows] = m.scores(counts[out_rows])
     model = _fit_one(kind, counts, y, weight, labels, strength)
+    model.strength = strength
     if kind == "classifier":
         model.temperature = fit_temperature(oof, y.astype(int))
     return oof, model
@@ -168,4 +186,4 @@ def fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
 
 def describe(model: TextModel) -> dict[str, Any]:
     return {"kind": model.kind, "outputs": model.outputs, "terms": int(len(model.tfidf.columns)),
-            "temperature": round(model.temperature, 4)}
+            "temperature": round(model.temperature, 4), "strength": model.strength}
