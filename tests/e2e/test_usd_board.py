@@ -50,7 +50,7 @@ def usd_board(conn, schema: str, postings: int = 1500, days: int = 14) -> None:
         pay = base * STATES[state] * EMPLOYMENT[emp] * rng.lognormvariate(0, 0.12)
         shown = rng.random() < 0.7
         posted = start + dt.timedelta(seconds=rng.uniform(0, days * 86400 - 3600))
-        lo, hi = (round(pay * 0.9, -3), round(pay * 1.1, -3)) if shown else ("", "")
+        lo, hi = (int(round(pay * 0.9, -3)), int(round(pay * 1.1, -3))) if shown else ("", "")
         posts.write(f"{job},{rng.randint(1, 60)},{rng.choice(titles)} - {state},Join our team in {state}. {emp}.,{state},{emp},"
                     f"{'' if rng.random() < 0.1 else label},{lo},{hi},{posted.isoformat()},\n")
         when = posted
