@@ -83,6 +83,7 @@ def training_frame(ctx: RunContext, task: str, window: pd.DataFrame, holdout_day
 
 def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     from jobcast.models.matrix import FeatureSchema
+    from jobcast.models.profile import profile
 
     tasks.check_task(task)
     settings = ctx.settings
@@ -102,9 +103,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
                 "(more data or a longer train.window_days)")
 
         schema = FeatureSchema.fit(train_df, text, task)
-        from jobcast.models.profile import profile
-
-        inputs = profile(train_df, list(schema.numeric), list(schema.categorical))
+        inputs = profile(train_df, list(schema.numeric), list(schema.categorical))  # the features gate compares with it
         boosters, extras = tasks.fit(task, train_df, schema, params)
         # The training data version: one md5 over the DVC hashes of the window's partitions (each kept below).
         data_version = hashlib.md5(json.dumps(versions, sort_keys=True).encode()).hexdigest()

@@ -166,3 +166,21 @@ def test_features_from_older_feature_code_are_refused_by_train_and_rebuilt_by_wi
         train.run(ctx, task="cvr")
     assert window.run(ctx).metrics["built"] == 1  # only the stale day
     assert train.run(ctx, task="cvr").rows > 0
+
+
+def test_a_model_version_whose_booster_does_not_match_its_files_is_refused_not_fed_a_wrong_shape(champions, tmp_path):
+    import shutil
+
+    settings = champions
+    copy_dir = tmp_path / "salary-version"
+    shutil.copytree(registry.champion_dir(settings, "salary"), copy_dir)
+    info = json.loads((copy_dir / "model.json").read_text())
+    info.pop("booster_terms")  # as if written by training code that fed the booster no terms
+    (copy_dir / "model.json").write_text(json.dumps(info))
+    df = pq.read_table(partition(settings.data_dir, "features", date=SMALL_DATE)).to_pandas().head(20)
+    with pytest.raises(ModelError, match=r"its booster takes \d+ features but this code builds \d+"):
+        Predictor.load("salary", copy_dir).predict(df)
+    info["stacked"] = [*info["stacked"], "text_from_the_future"]
+    (copy_dir / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match=r"stacked columns \['text_from_the_future'\] cannot be rebuilt"):
+        Predictor.load("salary", copy_dir).predict(df)

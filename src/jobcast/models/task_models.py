@@ -87,7 +87,7 @@ def _text_frame(models: dict[str, "TextModel"], counts) -> tuple[np.ndarray, lis
     """The stacked columns the booster sees, from each text model's scores, and their names."""
     cols, names = [], []
     for name, m in models.items():
-        if name == "category_hint":  # a guess of the category: its code (categorical) and its probability
+        if name == "category_hint":  # a guess of the category: its code (categorical), its and every class's probability
             p = m.probabilities(counts)
             cols += [np.argmax(p, axis=1).astype(float), p.max(axis=1)] + [p[:, j] for j in range(p.shape[1])]
             names += ["text_category", "text_category_prob"] + [f"text_category_p{j}" for j in range(p.shape[1])]
@@ -161,9 +161,8 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
     indices, text models, stacked column names).
 
     specs: name -> {kind, y, labels, groups, weight, rows, expand}. A model learns from `rows` (a mask or row
-    positions; default all);
-    with `expand` (for every row of df, a position in `rows`), each row takes the out-of-fold score of that
-    position (cvr: one text row per posting, whose score every (posting, day) row shares); without it, rows
+    positions; default all). With `expand` (for every row of df, a position in `rows`), each row takes the
+    out-of-fold score of that position (cvr: one text row per posting, whose score every (posting, day) row shares); without it, rows
     the model did not learn from get the full model's scores (they were never in its training set)."""
     from jobcast.models.text_model import fit_out_of_fold
 
@@ -191,7 +190,6 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
     if k:  # the commonest terms themselves too: trees find interactions (a role word x a region) a linear model cannot
         top = np.argsort(-np.bincount(everything.indices, minlength=everything.shape[1]), kind="stable")[:k]
         X = _with_terms(X, everything, top)
-        names = names + [f"term_{t}" for t in top]
         models["__terms__"] = top
     categorical = [*schema.categorical_indices, *(dense.shape[1] + i for i, n in enumerate(names) if n == "text_category")]
     return X, categorical, models, names
@@ -298,11 +296,23 @@ class Predictor:
         text_models = {name: TextModel.load(directory / d["file"]) for name, d in info.get("text_models", {}).items()}
         return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
 
-    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+    def matrix(self, df: pd.DataFrame):
+        """The booster's input, laid out as this model version recorded it (its stacked columns by name, its
+        terms): a version trained by other code is either rebuilt exactly or refused, never fed a wrong shape."""
         counts = self.schema.text_counts(df)
-        stacked, _ = _text_frame(self.text_models, counts)
-        X = np.hstack([self.schema.dense(df), stacked])
-        return _with_terms(X, counts, self.info["booster_terms"]) if self.info.get("booster_terms") else X
+        stacked, names = _text_frame(self.text_models, counts)
+        wanted = self.info.get("stacked", names)
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ModelError(f"{self.directory}: stacked columns {missing} cannot be rebuilt by this code; retrain")
+        X = np.hstack([self.schema.dense(df), stacked[:, [names.index(n) for n in wanted]]])
+        if self.info.get("booster_terms"):
+            X = _with_terms(X, counts, self.info["booster_terms"])
+        expected = self.boosters["model"].num_feature()
+        if X.shape[1] != expected:
+            raise ModelError(f"{self.directory}: its booster takes {expected} features but this code builds {X.shape[1]} "
+                             "from its files (a version written by other training code); retrain")
+        return X
 
     def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
         job_id = df["job_id"].astype("int64").to_numpy()
