@@ -132,6 +132,31 @@ def generated(settings):
     return spec
 
 
+def with_params(settings, **changes):
+    """Settings whose params differ by dotted keys, e.g. with_params(s, **{"train.category.num_boost_round": 1})."""
+    import copy
+    import dataclasses
+
+    params = copy.deepcopy(settings.params)
+    for dotted, value in changes.items():
+        node = params
+        *path, last = dotted.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return dataclasses.replace(settings, params=params)
+
+
+def create_source_tables(cur, schema: str) -> None:
+    """A board's own schema with the two source tables of docs/source-contract.md (for hand-made boards)."""
+    cur.execute(f"create schema {schema}")
+    cur.execute(f"""create table {schema}.job_postings (job_id bigint primary key, company_id bigint not null, title text,
+                    description text, prefecture text not null, employment_type text not null, category text,
+                    salary_min bigint, salary_max bigint, posted_at timestamptz not null, closed_at timestamptz)""")
+    cur.execute(f"""create table {schema}.events (event_id bigint primary key, job_id bigint not null,
+                    session_id bigint not null, event_type text not null, occurred_at timestamptz not null)""")
+
+
 def make_ctx(settings, date: str = SMALL_DATE, run_id: str | None = None):
     from jobcast.context import RunContext, parse_date
 

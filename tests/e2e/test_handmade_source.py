@@ -12,7 +12,7 @@ import pytest
 from jobcast import TASKS
 from jobcast.models import registry
 
-from conftest import make_ctx
+from conftest import create_source_tables, make_ctx
 from jobs import publish, score, train, validate, window
 
 pytestmark = pytest.mark.e2e
@@ -32,12 +32,7 @@ EMPLOYMENT = {"正社員": 1.0, "アルバイト・パート": 0.55}
 def hand_made_board(conn, schema: str, postings: int = 1600, days: int = 20) -> None:
     rng = random.Random(5)
     with conn, conn.cursor() as cur:
-        cur.execute(f"create schema {schema}")
-        cur.execute(f"""create table {schema}.job_postings (job_id bigint primary key, company_id bigint not null, title text,
-                        description text, prefecture text not null, employment_type text not null, category text,
-                        salary_min bigint, salary_max bigint, posted_at timestamptz not null, closed_at timestamptz)""")
-        cur.execute(f"""create table {schema}.events (event_id bigint primary key, job_id bigint not null,
-                        session_id bigint not null, event_type text not null, occurred_at timestamptz not null)""")
+        create_source_tables(cur, schema)
         start = dt.datetime.combine(DAY - dt.timedelta(days=days - 1), dt.time(), dt.timezone(dt.timedelta(hours=9)))
         event_id = 0
         for job in range(1, postings + 1):

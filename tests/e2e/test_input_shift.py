@@ -1,9 +1,6 @@
 """A board that changes under a model: the features gate names the shifted input, and the salary model degrades
 gracefully when the filed category goes missing (it was trained with category dropout and a text guess)."""
 
-import copy
-import dataclasses
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -13,20 +10,10 @@ from jobcast.models import registry
 from jobcast.models.task_models import Predictor
 from jobcast.storage import partition
 
-from conftest import SMALL_DATE, make_ctx
+from conftest import SMALL_DATE, make_ctx, with_params
 from jobs import extract, features, train, validate, window
 
 pytestmark = pytest.mark.e2e
-
-
-def _override(settings, dotted: str, value):
-    params = copy.deepcopy(settings.params)
-    node = params
-    *path, last = dotted.split(".")
-    for part in path:
-        node = node[part]
-    node[last] = value
-    return dataclasses.replace(settings, params=params)
 
 
 def test_filed_category_missing_on_a_fifth_of_the_day_fails_the_features_gate_and_salary_holds_up(settings, generated, conn):
@@ -49,7 +36,7 @@ def test_filed_category_missing_on_a_fifth_of_the_day_fails_the_features_gate_an
     assert verdict["success"] is False and verdict["shift"][0]["column"] == "category_filed"
 
     # An operator overrides the gate: the shift is recorded, the run goes on.
-    overridden = _override(settings, "validate.features_shift.enforce", False)
+    overridden = with_params(settings, **{"validate.features_shift.enforce": False})
     validate.run(make_ctx(overridden), layer="features")
     assert validate.read_verdict(settings, "features", SMALL_DATE)["shift"][0]["check"] == "null_rate"
 

@@ -1,7 +1,5 @@
 """The three models on real Spark features, LightGBM, the file registry and the gate."""
 
-import copy
-import dataclasses
 import datetime as dt
 import json
 
@@ -17,22 +15,10 @@ from jobcast.models import registry
 from jobcast.models.task_models import Predictor
 from jobcast.storage import partition
 
-from conftest import SMALL_DATE, make_ctx
+from conftest import SMALL_DATE, make_ctx, with_params
 from jobs import extract, features, publish, score, train, validate
 
 pytestmark = pytest.mark.e2e
-
-
-def with_params(settings, **changes):
-    """Settings whose params differ by dotted keys, e.g. with_params(s, **{"train.category.num_boost_round": 1})."""
-    params = copy.deepcopy(settings.params)
-    for dotted, value in changes.items():
-        node = params
-        *path, last = dotted.split(".")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return dataclasses.replace(settings, params=params)
 
 
 def test_three_models_are_registered_scored_validated_and_published(champions, conn, db_url):

@@ -2,7 +2,6 @@
 validate -> publish with nothing but a params override (JOBCAST_PARAMS_OVERRIDE); with the Japanese defaults
 its raw gate refuses the vocabulary, naming it."""
 
-import dataclasses
 import datetime as dt
 import io
 import random
@@ -13,7 +12,7 @@ from jobcast import TASKS
 from jobcast.config import Settings
 from jobcast.errors import ValidationFailed
 
-from conftest import REPO, make_ctx
+from conftest import REPO, create_source_tables, make_ctx
 from jobs import extract, publish, score, train, validate, window
 
 pytestmark = pytest.mark.e2e
@@ -61,12 +60,7 @@ def usd_board(conn, schema: str, postings: int = 1500, days: int = 14) -> None:
                 events.write(f"{event_id},{job},{event_id},{'apply' if rng.random() < 0.04 else 'view'},{t.isoformat()}\n")
             when = dt.datetime.combine(when.date() + dt.timedelta(days=1), dt.time(), when.tzinfo)
     with conn.cursor() as cur:
-        cur.execute(f"create schema {schema}")
-        cur.execute(f"""create table {schema}.job_postings (job_id bigint primary key, company_id bigint not null, title text,
-                        description text, prefecture text not null, employment_type text not null, category text,
-                        salary_min bigint, salary_max bigint, posted_at timestamptz not null, closed_at timestamptz)""")
-        cur.execute(f"""create table {schema}.events (event_id bigint primary key, job_id bigint not null,
-                        session_id bigint not null, event_type text not null, occurred_at timestamptz not null)""")
+        create_source_tables(cur, schema)
         for table, buf in (("job_postings", posts), ("events", events)):
             buf.seek(0)
             cur.copy_expert(f"copy {schema}.{table} from stdin with (format csv)", buf)
