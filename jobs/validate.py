@@ -144,20 +144,22 @@ def feature_shift(ctx: RunContext, feat_dir: Path) -> list[dict]:
 
     settings = ctx.settings
     thresholds = {k: float(v) for k, v in settings.param("validate.features_shift").items() if k != "enforce"}
-    found, frames = [], {}
+    refs = {}
     for task in TASKS:
         champ = registry.champion(settings, task)
-        if champ is None:
-            continue
-        meta = registry.read_metadata(registry.version_dir(settings, task, champ["version"]))
-        ref = meta.get("profile")
-        if not ref:
-            continue
-        cols = tuple(sorted(ref["columns"]))
-        if cols not in frames:
-            available = set(pq.read_schema(next(feat_dir.glob("*.parquet"))).names)
-            frames[cols] = pq.read_table(feat_dir, columns=[c for c in cols if c in available]).to_pandas()
-        found += [{"task": task, "model_version": champ["version"], **s} for s in shifts(ref, frames[cols], thresholds)]
+        if champ is not None:
+            profile = registry.read_metadata(registry.version_dir(settings, task, champ["version"])).get("profile")
+            if profile:
+                refs[task] = (champ["version"], profile)
+    if not refs:
+        return []
+    # One read of every column any champion profiled (a column missing today is reported by `shifts`).
+    available = set(pq.read_schema(next(feat_dir.glob("*.parquet"))).names)
+    wanted = sorted({c for _, ref in refs.values() for c in ref["columns"]} & available)
+    frame = pq.read_table(feat_dir, columns=wanted).to_pandas()
+    found = []
+    for task, (version, ref) in refs.items():
+        found += [{"task": task, "model_version": version, **s} for s in shifts(ref, frame, thresholds)]
     return found
 
 

@@ -162,13 +162,14 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
 
     specs: name -> {kind, y, labels, groups, weight, rows, expand}. A model learns from `rows` (a mask or row
     positions; default all). With `expand` (for every row of df, a position in `rows`), each row takes the
-    out-of-fold score of that position (cvr: one text row per posting, whose score every (posting, day) row shares); without it, rows
-    the model did not learn from get the full model's scores (they were never in its training set)."""
+    out-of-fold score of that position (cvr: one text row per posting, whose score every (posting, day) row
+    shares); without it, rows the model did not learn from get the full model's scores (they were never in its
+    training set)."""
     from jobcast.models.text_model import fit_out_of_fold
 
     k = int(params.get("booster_terms", 0))
     everything = schema.text_counts(df) if k or any("expand" not in s for s in specs.values()) else None
-    models, blocks = {}, []
+    models, blocks, names = {}, [], []
     for name, spec in specs.items():
         rows = np.asarray(spec.get("rows", np.ones(len(df), dtype=bool)))
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows
@@ -184,7 +185,7 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
             block[rows] = _oof_frame(name, oof, model)
         models[name] = model
         blocks.append(block)
-    _, names = _text_frame(models, schema.text_counts(df.iloc[:1]))
+        names += _text_frame({name: model}, counts[:1])[1]
     dense = _dropout(schema.dense(df), schema, params)
     X = np.hstack([dense, *blocks])
     if k:  # the commonest terms themselves too: trees find interactions (a role word x a region) a linear model cannot
