@@ -182,7 +182,7 @@ def run_board(board: Board, data_dir: Path, cluster) -> dict:
             "test_rows": int(len(te)), "accuracy": float(np.mean(got == y)),
             "macro_f1": float(f1_score(y, got, average="macro", zero_division=0)),
             "baseline_accuracy": base_acc, "baseline_macro_f1": base_f1, "goal": board.goal,
-            "final_model": meta.get("final", "booster"), "run_seconds": round(run_s, 1), "baseline_seconds": round(base_s, 1)}
+            "final_model": meta.get("final") or f"booster x {meta.get('blend', {}).get('booster_weight', 1.0)} + text", "run_seconds": round(run_s, 1), "baseline_seconds": round(base_s, 1)}
 
 
 def main() -> int:
