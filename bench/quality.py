@@ -53,16 +53,13 @@ def evaluate(ctx: RunContext) -> list[dict]:
     settings = ctx.settings
     holdout_days = int(settings.param("train.holdout_days"))
     rows = []
-    cache: dict[int, pd.DataFrame] = {}
     for task in tasks.TASKS:
         params = settings.param(f"train.{task}")
         days = int(params.get("window_days", settings.param("train.window_days")))
-        if days not in cache:
-            cache[days] = train.load_window(ctx, days)[0]
         model = tasks.Predictor.load(task, registry.champion_dir(settings, task))
         if task == "salary":
-            frame, is_holdout = train.training_frame(ctx, task, cache[days], holdout_days)
-            h, tr = frame[is_holdout], frame[~is_holdout]
+            data = train.load_training(ctx, task, days, holdout_days)  # no caps: the whole holdout
+            h, tr = data.holdout, data.train
             h = h.merge(truth(settings, "select job_id, salary from truth.job_salary"), on="job_id")
             y, pred = h["salary_label"].to_numpy(float), model.predict(h, num_threads=0)
             m = tasks.salary_metrics(y, pred)
@@ -77,10 +74,10 @@ def evaluate(ctx: RunContext) -> list[dict]:
                              baseline=float("nan"), gap=m["coverage_p10_p90"] - 0.80, goal="0.75-0.85", n=len(h),
                              ok=0.75 <= m["coverage_p10_p90"] <= 0.85))
         elif task == "category":
-            latest = cache[days].sort_values(["job_id", "logical_date"]).drop_duplicates("job_id", keep="last")
-            _, day_end = __import__("jobcast.sources", fromlist=["x"]).day_bounds(ctx.logical_date, settings.param("run.timezone"))
-            cutoff = pd.Timestamp(day_end - dt.timedelta(days=holdout_days)).tz_convert("UTC")
-            is_h = pd.to_datetime(latest["posted_at"], utc=True) >= cutoff
+            # Every holdout posting, filed or not: its true category is in the truth tables.
+            paths = train.window_partitions(ctx, days)[0]
+            latest = train.window_frame(ctx, task, paths, holdout_days, labelled=False).toArrow().to_pandas()
+            is_h = latest[train.HOLDOUT].to_numpy()
             h, tr = latest[is_h], latest[~is_h & latest["category_filed"].notna()]
             h = h.merge(truth(settings, "select job_id, category as true_category, bayes_category from truth.job_category"), on="job_id")
             pred = model.predict(h, num_threads=0)["category"].to_numpy()
@@ -94,8 +91,8 @@ def evaluate(ctx: RunContext) -> list[dict]:
             rows.append(dict(task=task, metric="macro-F1 vs true category", model=f1, bayes=float("nan"), baseline=float("nan"),
                              gap=float("nan"), goal="", n=len(h), ok=True))
         else:
-            frame, is_holdout = train.training_frame(ctx, task, cache[days], holdout_days)
-            h, tr = frame[is_holdout].copy(), frame[~is_holdout]
+            data = train.load_training(ctx, task, days, holdout_days)
+            h, tr = data.holdout.copy(), data.train
             t = truth(settings, "select job_id, day, cvr as true_cvr from truth.job_cvr_daily")
             h = h.merge(t, left_on=["job_id", "logical_date"], right_on=["job_id", "day"], how="left")
             if h["true_cvr"].isna().any():

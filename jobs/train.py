@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from jobcast.context import RunContext, StepResult, timed_step
-from jobcast.errors import InputDataError, ModelError
+from jobcast.errors import ConfigError, InputDataError, ModelError
+from jobcast.features.text import TERMS
 from jobcast.models import registry, task_models as tasks
 from jobcast.sources import day_bounds
 from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest
@@ -21,10 +23,13 @@ log = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 30
 MIN_TRAIN = 200
+HOLDOUT = "_jc_holdout"
+SAMPLE_WEIGHT = tasks.SAMPLE_WEIGHT  # 1 / the kept fraction of the row's part (training or holdout)
 
 
-def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str], dict]:
-    """Feature rows of the window's days (one per open posting and day), with each partition's DVC hash."""
+def window_partitions(ctx: RunContext, window_days: int) -> tuple[list[Path], dict[str, str], dict]:
+    """The window's feature partitions (checked: present, built by this feature code, one text setting), each
+    partition's DVC hash, and the text setting they share."""
     settings = ctx.settings
     days = [ctx.logical_date - dt.timedelta(days=i) for i in reversed(range(window_days))]
     paths = [partition(settings.data_dir, "features", date=d.isoformat()) for d in days]
@@ -44,41 +49,102 @@ def load_window(ctx: RunContext, window_days: int, columns: list[str] | None = N
     if len(texts) != 1:
         raise InputDataError(f"training window ending {ctx.ds}: partitions hash text differently {sorted(texts)}; "
                              f"rebuild them with `jobcast window --date {ctx.ds} --days {window_days} --force`")
-    df = pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in paths], ignore_index=True)
-    return df, {p.name: dvc_hash(p) for p in paths}, json.loads(texts.pop())
+    return paths, {p.name: dvc_hash(p) for p in paths}, json.loads(texts.pop())
 
 
-def day_outcomes(ctx: RunContext, day: dt.date) -> pd.DataFrame:
-    """Views and applies per posting on `day`, from that day's raw events snapshot (the CVR labels)."""
-    settings = ctx.settings
-    path = partition(settings.data_dir, "raw", "events", date=day.isoformat())
-    if not path.is_dir():
-        raise InputDataError(f"{path}: no raw events for {day}; run `jobcast extract --date {day}` first")
-    start, end = day_bounds(day, settings.param("run.timezone"))
-    ev = pq.read_table(path, columns=["job_id", "event_type", "occurred_at"],
-                       filters=[("occurred_at", ">=", pd.Timestamp(start)), ("occurred_at", "<", pd.Timestamp(end))]).to_pandas()
-    out = ev.assign(views=(ev["event_type"] == "view").astype(float), applies=(ev["event_type"] == "apply").astype(float))
-    return out.groupby("job_id", as_index=False)[["views", "applies"]].sum()
+def day_outcomes(ctx: RunContext, days: list[dt.date]):
+    """Spark frame of views and applies per (posting, day) on each of `days`, from that day's raw events
+    snapshot (the CVR labels)."""
+    from pyspark.sql import functions as F
+
+    settings, spark = ctx.settings, ctx.spark()
+    parts = []
+    for day in days:
+        path = partition(settings.data_dir, "raw", "events", date=day.isoformat())
+        if not path.is_dir():
+            raise InputDataError(f"{path}: no raw events for {day}; run `jobcast extract --date {day}` first")
+        start, end = day_bounds(day, settings.param("run.timezone"))
+        ev = spark.read.parquet(str(path)).where((F.col("occurred_at") >= F.lit(start)) & (F.col("occurred_at") < F.lit(end)))
+        parts.append(ev.groupBy("job_id").agg(
+            F.sum(F.when(F.col("event_type") == "view", 1.0).otherwise(0.0)).alias("views"),
+            F.sum(F.when(F.col("event_type") == "apply", 1.0).otherwise(0.0)).alias("applies"))
+            .withColumn("logical_date", F.lit(day).cast("date")))
+    return functools.reduce(lambda a, b: a.unionByName(b), parts)
 
 
-def training_frame(ctx: RunContext, task: str, window: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.Series]:
-    """The task's labelled rows of the window and the time-based holdout mask (later rows are the holdout)."""
-    _, day_end = day_bounds(ctx.logical_date, ctx.settings.param("run.timezone"))
+def window_frame(ctx: RunContext, task: str, paths: list[Path], holdout_days: int, *, labelled: bool = True):
+    """Spark frame of the task's rows of the window with a boolean HOLDOUT column (the time-based holdout).
+
+    salary, category: each posting once, as of its latest snapshot in the window (labelled: with a plausible
+    disclosed salary / a filed category); the holdout is the postings posted in the last holdout_days.
+    cvr: (posting, day) rows with at least one view that day, the day's views and applies joined from its raw
+    events; the holdout is the last holdout_days days."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    df = ctx.spark().read.parquet(*[str(p) for p in paths])
     if task == "cvr":
-        window = window.copy()
-        window["logical_date"] = pd.to_datetime(window["logical_date"]).dt.date
-        parts = []
-        for day, rows in window.groupby("logical_date", sort=True):
-            parts.append(rows.merge(day_outcomes(ctx, day), on="job_id", how="left"))
-        frame = tasks.cvr_rows(pd.concat(parts, ignore_index=True).fillna({"views": 0.0, "applies": 0.0}))
+        days = [ctx.logical_date - dt.timedelta(days=i) for i in reversed(range(len(paths)))]
+        frame = (df.join(day_outcomes(ctx, days), ["job_id", "logical_date"], "left").fillna(0.0, subset=["views", "applies"])
+                 .where(F.col("views") > 0))
         first_holdout = ctx.logical_date - dt.timedelta(days=holdout_days - 1)
-        return frame, frame["logical_date"] >= first_holdout
-    # Posting-level tasks: each posting once, as of its latest snapshot in the window.
-    latest = window.sort_values(["job_id", "logical_date"]).drop_duplicates("job_id", keep="last")
-    frame = tasks.salary_rows(latest) if task == "salary" else tasks.category_rows(latest)
-    cutoff = pd.Timestamp(day_end - dt.timedelta(days=holdout_days)).tz_convert("UTC")
-    # Spark writes UTC instants that pyarrow may read back as naive; pin them to UTC before comparing.
-    return frame, pd.to_datetime(frame["posted_at"], utc=True) >= cutoff
+        return frame.withColumn(HOLDOUT, F.col("logical_date") >= F.lit(first_holdout))
+    newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
+    frame = df.withColumn("_rn", F.row_number().over(newest)).where("_rn = 1").drop("_rn")
+    if labelled:
+        frame = frame.where((F.col("salary_label") > 0) if task == "salary" else F.col("category_filed").isNotNull())
+    _, day_end = day_bounds(ctx.logical_date, ctx.settings.param("run.timezone"))
+    cutoff = day_end - dt.timedelta(days=holdout_days)
+    return frame.withColumn(HOLDOUT, F.col("posted_at") >= F.lit(cutoff))
+
+
+@dataclass
+class TrainingData:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    versions: dict[str, str]  # feature partition -> DVC hash
+    text: dict                # the partitions' features.text
+    sampling: dict            # per part: rows in the window, rows kept, the kept fraction
+
+
+def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: int, *, max_rows: int | None = None,
+                  max_holdout_rows: int | None = None, seed: int = 7) -> TrainingData:
+    """The task's training and holdout rows, built in Spark and sampled there to at most max_rows /
+    max_holdout_rows, then collected as Arrow: the driver holds what the model needs, whatever the window's size.
+
+    The sample is a Bernoulli draw on a hash of (job_id, logical_date, seed): the same rows on every run and
+    every cluster layout. Each kept row carries SAMPLE_WEIGHT = 1 / fraction, so weighted sums (cvr's
+    views-weighted loss) stay unbiased. cvr's training rows keep the text terms on one row per posting (its
+    newest), the only row its per-posting text model reads: repeating them on every (posting, day) row would
+    multiply the driver's memory by the days in the window."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    paths, versions, text = window_partitions(ctx, window_days)
+    frame = window_frame(ctx, task, paths, holdout_days).persist()
+    try:
+        counts = {bool(r[HOLDOUT]): int(r["count"]) for r in frame.groupBy(HOLDOUT).count().collect()}
+        out, sampling = {}, {}
+        for part, cap in (("train", max_rows), ("holdout", max_holdout_rows)):
+            n = counts.get(part == "holdout", 0)
+            fraction = 1.0 if not cap or n <= cap else cap / n
+            rows = frame.where(F.col(HOLDOUT) == (part == "holdout")).drop(HOLDOUT)
+            if fraction < 1.0:
+                u = F.pmod(F.xxhash64("job_id", "logical_date", F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
+                rows = rows.where(u < fraction)
+            rows = rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction))
+            if task == "cvr" and part == "train":
+                newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
+                rows = rows.withColumn(TERMS, F.when(F.row_number().over(newest) == 1, F.col(TERMS)))
+            table = rows.toArrow()
+            pdf = table.to_pandas() if table.num_rows else table.schema.empty_table().to_pandas()
+            del table
+            # Spark's partitioning is not an order: sort, so the same rows always train the same model.
+            out[part] = pdf.sort_values(["logical_date", "job_id"], kind="stable", ignore_index=True)
+            sampling[part] = {"window_rows": n, "rows": int(len(pdf)), "fraction": fraction, "cap": cap}
+    finally:
+        frame.unpersist()
+    return TrainingData(out["train"], out["holdout"], versions, text, sampling)
 
 
 def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
@@ -93,9 +159,14 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     tolerance = float(settings.param("train.gate_tolerance"))
 
     with timed_step("train", ctx, task) as res:
-        window, versions, text = load_window(ctx, window_days)
-        frame, is_holdout = training_frame(ctx, task, window, holdout_days)
-        train_df, holdout = frame[~is_holdout], frame[is_holdout]
+        data = load_training(ctx, task, window_days, holdout_days, max_rows=_cap(params.get("max_rows"), f"train.{task}.max_rows"),
+                             max_holdout_rows=_cap(settings.param("train.max_holdout_rows"), "train.max_holdout_rows"),
+                             seed=int(params.get("seed", 7)))
+        train_df, holdout, versions, text = data.train, data.holdout, data.versions, data.text
+        for part, s in data.sampling.items():
+            if s["fraction"] < 1:
+                log.info("%s %s rows: %d of %d in the window (cap %d, fraction %.4f)", task, part, s["rows"], s["window_rows"],
+                         s["cap"], s["fraction"])
         if len(train_df) < MIN_TRAIN or len(holdout) < MIN_HOLDOUT:
             raise InputDataError(
                 f"{task} training window of {window_days} days ending {ctx.ds}: {len(train_df)} labelled rows for training "
@@ -125,6 +196,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
                 "task": task, "version": version, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                 "logical_date": ctx.ds, "window_days": window_days, "holdout_days": holdout_days,
                 "features": schema.columns, "params": params, "metrics": metrics, **extras, "profile": inputs,
+                "sampling": data.sampling,
                 "data_version": data_version, "feature_partitions": versions, "code_version": code_version,
                 "run_id": ctx.run_id,
             }
@@ -141,6 +213,15 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
         res.metrics.update({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
         res.metrics["reason"] = reason
     return res
+
+
+def _cap(value, key: str) -> int | None:
+    """A row cap from params: a positive integer, or null for none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_TRAIN:
+        raise ConfigError(f"params.yaml {key}={value!r}: expected an integer >= {MIN_TRAIN}, or null for no cap")
+    return value
 
 
 def gate(ctx: RunContext, task: str, version: str, holdout: pd.DataFrame, metrics: dict, tolerance: float) -> tuple[bool, str]:

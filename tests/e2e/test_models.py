@@ -66,8 +66,9 @@ def test_three_models_are_registered_scored_validated_and_published(champions, c
 def test_the_gate_refuses_a_worse_model_and_keeps_the_champion(champions):
     settings = champions
     champ = registry.champion(settings, "category")["version"]
+    # Both parts crippled: the blend would otherwise fall back on the text model alone and be as good as before.
     worse = with_params(settings, **{"train.category.num_boost_round": 2, "train.category.learning_rate": 0.01,
-                                     "train.category.num_leaves": 2})
+                                     "train.category.num_leaves": 2, "train.category.text_c": 1e-5})
     res = train.run(make_ctx(worse), task="category")
     assert res.ids["promoted"] is False
     assert res.metrics["reason"].startswith(f"kept champion {champ}: new model is worse")
@@ -133,10 +134,49 @@ def test_features_ignore_events_on_or_after_the_logical_date(settings, generated
 def test_cvr_labels_come_from_the_day_and_features_from_before_it(champions):
     settings = champions
     ctx = make_ctx(settings)
-    frame, is_holdout = train.training_frame(ctx, "cvr", train.load_window(ctx, 6)[0], 2)
+    data = train.load_training(ctx, "cvr", 6, 2)
+    frame = pd.concat([data.train, data.holdout])
     assert (frame["views"] > 0).all() and (frame["applies"] <= frame["views"]).all()
-    assert sorted(frame.loc[is_holdout, "logical_date"].astype(str).unique()) == ["2026-09-29", "2026-09-30"]
+    assert sorted(data.holdout["logical_date"].astype(str).unique()) == ["2026-09-29", "2026-09-30"]
+    assert "2026-09-29" not in set(data.train["logical_date"].astype(str))
     assert np.isfinite(frame["views_7d"]).all()
+    # Labels match the day's raw events for a posting (the Spark join against the raw snapshot).
+    job, day = data.holdout.iloc[0][["job_id", "logical_date"]]
+    ev = pq.read_table(partition(settings.data_dir, "raw", "events", date=str(day))).to_pandas()
+    start, end = __import__("jobcast.sources", fromlist=["x"]).day_bounds(day, settings.param("run.timezone"))
+    mine = ev[(ev["job_id"] == job) & (ev["occurred_at"] >= pd.Timestamp(start)) & (ev["occurred_at"] < pd.Timestamp(end))]
+    assert data.holdout.iloc[0]["views"] == (mine["event_type"] == "view").sum()
+
+
+def test_training_rows_are_sampled_in_spark_to_the_cap_deterministically_with_unbiased_weights(champions):
+    """train.<task>.max_rows bounds what the driver collects, whatever the window's size."""
+    ctx = make_ctx(champions)
+    full = train.load_training(ctx, "cvr", 6, 2)
+    n = len(full.train)
+    capped = train.load_training(ctx, "cvr", 6, 2, max_rows=n // 4, max_holdout_rows=500)
+    again = train.load_training(ctx, "cvr", 6, 2, max_rows=n // 4, max_holdout_rows=500)
+    fraction = capped.sampling["train"]["fraction"]
+    assert fraction == pytest.approx(0.25, rel=0.01) and full.sampling["train"]["fraction"] == 1.0
+    assert 0.8 * n / 4 < len(capped.train) < 1.2 * n / 4  # a Bernoulli draw: the cap in expectation
+    assert np.allclose(capped.train["sample_weight"], 1 / fraction)
+    assert len(capped.holdout) < 1.2 * 500 and capped.sampling["holdout"]["window_rows"] == len(full.holdout)
+    pd.testing.assert_frame_equal(capped.train.drop(columns="text_terms"), again.train.drop(columns="text_terms"))
+    # The weighted views of the sample estimate the window's total.
+    assert (capped.train["views"] * capped.train["sample_weight"]).sum() == pytest.approx(full.train["views"].sum(), rel=0.1)
+    # cvr keeps each posting's text terms on one row (its newest), not on every (posting, day) row.
+    with_text = capped.train[capped.train["text_terms"].notna()]
+    assert with_text["job_id"].is_unique and set(with_text["job_id"]) == set(capped.train["job_id"])
+    # Posting-level tasks: one row per posting, its newest snapshot.
+    cat = train.load_training(ctx, "category", 6, 2)
+    assert cat.train["job_id"].is_unique and cat.train["category_filed"].notna().all()
+    assert not set(cat.train["job_id"]) & set(cat.holdout["job_id"])
+
+
+def test_a_bad_row_cap_is_refused_with_its_key():
+    from jobcast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.cvr.max_rows=-5"):
+        train._cap(-5, "train.cvr.max_rows")
 
 
 def test_features_from_older_feature_code_are_refused_by_train_and_rebuilt_by_window(champions):

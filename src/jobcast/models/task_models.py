@@ -43,6 +43,9 @@ OUTPUT_SCHEMA = {t: ", ".join(f"{c} {_SPARK_TYPES.get(c, 'double')}" for c in s.
 GATE_METRIC = {"salary": ("mae", False), "category": ("accuracy", True), "cvr": ("logloss", False)}
 
 
+SAMPLE_WEIGHT = "sample_weight"  # a training row sampled with fraction f stands for 1/f rows
+
+
 def check_task(task: str) -> str:
     if task not in TASKS:
         raise ModelError(f"task {task!r}: expected one of {', '.join(TASKS)}")
@@ -267,17 +270,25 @@ def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, An
         return {"model": booster}, extras
     views = df["views"].to_numpy(dtype=float)
     applies = np.minimum(df["applies"].to_numpy(dtype=float), views)
-    # The text model learns each posting's smoothed apply rate (logit) from one row per posting, weighted by views.
+    # A sampled row stands for 1/fraction rows (jobs.train.load_training): its views count that many times.
+    scale = df[SAMPLE_WEIGHT].to_numpy(dtype=float) if SAMPLE_WEIGHT in df else np.ones(len(df))
+    # The text model learns each posting's smoothed apply rate (logit) from one row per posting, weighted by views:
+    # the row that carries the posting's text terms (training data keeps them on one row per posting).
     jobs = df["job_id"].to_numpy()
-    _, first, expand = np.unique(jobs, return_index=True, return_inverse=True)
-    v_job = np.bincount(expand, weights=views)
-    a_job = np.bincount(expand, weights=applies)
+    has_text = df[schema.text_column].notna().to_numpy()
+    order = np.lexsort((~has_text, jobs))  # per posting, a row with text first
+    _, first_sorted, inverse = np.unique(jobs[order], return_index=True, return_inverse=True)
+    first = order[first_sorted]
+    expand = np.empty(len(df), dtype=np.int64)
+    expand[order] = inverse
+    v_job = np.bincount(expand, weights=views * scale)
+    a_job = np.bincount(expand, weights=applies * scale)
     base = applies.sum() / max(views.sum(), 1.0)
     m = float(params.get("text_smoothing_views", 20))
     rate = (a_job + m * base) / (v_job + m)
     X, categorical, models, names = _stack(schema, df, params, {  # `first`: one row per posting, in `expand`'s order
         "text_cvr": {"kind": "regressor", "y": np.log(rate / (1 - rate)), "weight": v_job, "rows": first, "expand": expand}})
-    booster = _fit(_params(params, objective="cross_entropy"), X, categorical, applies / views, views, params,
+    booster = _fit(_params(params, objective="cross_entropy"), X, categorical, applies / views, views * scale, params,
                    *_split(df, "logical_date"))
     return {"model": booster}, {"text_models": models, "stacked": names}
 
