@@ -14,7 +14,7 @@ from jobs import extract, features, publish, score, train, validate, window
 log = logging.getLogger(__name__)
 
 
-def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = False, force: bool = False,
+def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = False, force: bool = False, full: bool = False,
         echo: Callable[[str], None] = print) -> list[StepResult]:
     results: list[StepResult] = []
 
@@ -33,7 +33,7 @@ def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = Fals
     for task in tasks:
         if task in to_train:
             step(train.run(ctx, task=task))
-        step(score.run(ctx, task=task))
+        step(score.run(ctx, task=task, full=full))
         step(validate.run(ctx, task=task))
         step(publish.run(ctx, task=task, force=force))
     return results

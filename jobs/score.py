@@ -2,10 +2,17 @@
 
 mapInPandas keeps the model in a per-process cache, so each Python worker loads it once, not per batch.
 Runs in-process or under spark-submit: `spark-submit jobs/score.py --task salary --date D`.
+
+Incremental: each prediction row carries FEATURE_HASH, a hash of the feature values the model reads. A
+prediction is a pure function of (model version, scoring code, feature row), so when an earlier predictions
+partition was written by the same model version and scoring code, the postings whose hash is unchanged take
+its values and only new or changed postings are scored. The partition written is still complete (every open
+posting), so validation and publish see one whole batch either way. `--full` scores everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +25,7 @@ from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_
 
 log = logging.getLogger(__name__)
 
+FEATURE_HASH = "feature_hash"  # xxhash64 of the model's feature columns (Spark's, seed 42: stable across runs)
 _PREDICTORS: dict[tuple[str, str], Predictor] = {}  # per Python worker process: (task, model dir) -> Predictor
 
 
@@ -30,15 +38,35 @@ def _predictor(task: str, model_dir: str) -> Predictor:
 
 
 def score_batches(task: str, model_dir: str):
-    """The mapInPandas function: one model per worker, one thread per Spark task (Spark already parallelises)."""
+    """The mapInPandas function: one model per worker, one thread per Spark task (Spark already parallelises).
+    The feature hash passes through."""
     def fn(batches: Iterator) -> Iterator:
         model = _predictor(task, model_dir)
         for pdf in batches:
-            yield model.predict(pdf, num_threads=1)
+            yield model.predict(pdf, num_threads=1).assign(**{FEATURE_HASH: pdf[FEATURE_HASH].to_numpy()})
     return fn
 
 
-def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = None) -> StepResult:
+def scoring_code() -> str:
+    """A digest of the code that turns a feature row into a prediction: carried values must come from it."""
+    from jobcast.models import matrix, task_models, text_model
+
+    return hashlib.md5(b"".join(Path(m.__file__).read_bytes() for m in (matrix, task_models, text_model))).hexdigest()
+
+
+def previous_partition(settings, task: str, before: str, model_version: str, code: str) -> Path | None:
+    """The newest predictions partition dated before `before` written by this model version and scoring code."""
+    base = settings.data_dir / "predictions" / task
+    for d in sorted(base.glob("dt=*"), reverse=True):
+        if d.name[3:] >= before or not (d / "_manifest.json").is_file():
+            continue
+        m = read_manifest(d)
+        if m.get("model_version") == model_version and m.get("scoring_code") == code and m.get("feature_hash"):
+            return d
+    return None
+
+
+def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = None, full: bool = False) -> StepResult:
     check_task(task)
     settings = ctx.settings
     feats = partition(settings.data_dir, "features", date=ctx.ds)
@@ -54,19 +82,42 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
         spark = ctx.spark()
         df = spark.read.parquet(str(feats))
         schema.check(df.columns, feat_manifest.get("text"), f"model {meta['version']} on {feats}")
+        from pyspark.sql import functions as F
+
+        code = scoring_code()
+        rows = df.select("job_id", *schema.columns).withColumn(FEATURE_HASH, F.xxhash64(*schema.columns))
+        out_schema = f"{OUTPUT_SCHEMA[task]}, {FEATURE_HASH} bigint"
+        outputs = [c.split()[0] for c in OUTPUT_SCHEMA[task].split(", ") if c.split()[0] != "job_id"]
+        prev = None if full else previous_partition(settings, task, ctx.ds, meta["version"], code)
+        carried = None
+        if prev is not None:
+            old = spark.read.parquet(str(prev)).select("job_id", F.col(FEATURE_HASH).alias("_jc_prev_hash"),
+                                                       *(F.col(c).alias(f"_jc_prev_{c}") for c in outputs))
+            joined = rows.join(old, "job_id", "left")
+            same = F.col("_jc_prev_hash") == F.col(FEATURE_HASH)
+            carried = joined.where(same).select("job_id", *(F.col(f"_jc_prev_{c}").alias(c) for c in outputs), FEATURE_HASH)
+            rows = joined.where(F.col("_jc_prev_hash").isNull() | ~same).select("job_id", *schema.columns, FEATURE_HASH)
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
-        scored = df.select("job_id", *schema.columns).mapInPandas(score_batches(task, str(model_dir.resolve())), OUTPUT_SCHEMA[task])
+        scored = rows.mapInPandas(score_batches(task, str(model_dir.resolve())), out_schema)
+        if carried is not None:
+            scored = scored.unionByName(carried)
         final = partition(settings.data_dir, "predictions", task, date=ctx.ds)
         with atomic_dir(final) as tmp:
             scored.write.parquet(str(tmp))
             tidy_spark_output(tmp)
             n = parquet_rows(tmp)
+            n_carried = carried.count() if carried is not None else 0
             write_manifest(tmp, {
                 "task": task, "logical_date": ctx.ds, "rows": n, "model_version": meta["version"],
                 "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),
+                "scoring_code": code, "feature_hash": FEATURE_HASH,
+                "carried": n_carried, "rescored": n - n_carried, "carried_from": prev.name[3:] if prev is not None else None,
                 **({"labels": model.labels} if model.labels else {}),
             })
+        log.info("%s %s: %d predictions, %d rescored, %d carried from %s", task, ctx.ds, n, n - n_carried, n_carried,
+                 prev or "none (full rescore)")
         res.rows = n
+        res.metrics.update(rescored=n - n_carried, carried=n_carried)
         res.paths["predictions"] = str(final)
         res.ids.update(model_version=meta["version"], data_version=dir_hash(final)[:12])
     return res

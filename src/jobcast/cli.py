@@ -122,6 +122,8 @@ def cmd_step(args) -> int:
         kwargs["layer"] = args.layer
     if getattr(args, "days", None):
         kwargs["days"] = args.days
+    if getattr(args, "full", False):
+        kwargs["full"] = True
     result = module.run(ctx, **kwargs)
     print(result.summary())
     return 0
@@ -132,7 +134,7 @@ def cmd_run(args) -> int:
 
     ctx = _ctx(args)
     print(f"jobcast run {ctx.ds} (run_id={ctx.run_id})")
-    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force)
+    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force, full=args.full)
     from jobcast.report import live_summary
 
     for line in live_summary(ctx.settings, tuple(args.tasks)):
@@ -355,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     win.add_argument("--days", type=int, help="window length (default: the longest train window in params.yaml)")
     win.add_argument("--force", action="store_true", help="rebuild days that exist")
     dated("train", "train a model on a window of features; promote it if it passes the gate", task=True)
-    dated("score", "Spark: score every open posting -> data/predictions", task=True).add_argument("--model-version")
+    sc = dated("score", "Spark: score every open posting -> data/predictions", task=True)
+    sc.add_argument("--model-version")
+    sc.add_argument("--full", action="store_true",
+                    help="score every posting (default: carry the unchanged ones from the last batch of the same model)")
     dated("validate", "Great Expectations gate on a layer (raw, features, or a task's predictions); Data Docs",
           task=True).add_argument("--layer", choices=["raw", "features", "predictions"], default="predictions")
     dated("publish", "COPY into PostgreSQL and make the batch live", task=True).add_argument(
@@ -367,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     run.add_argument("--train", action="store_true", help="retrain before scoring (always done when no champion exists)")
     run.add_argument("--force", action="store_true")
+    run.add_argument("--full", action="store_true", help="score every posting, none carried from the last batch")
     run.set_defaults(fn=cmd_run)
 
     demo = sub.add_parser("demo", help="start the local DB, generate demo data, run the daily path (CLI, then Airflow)")

@@ -210,3 +210,40 @@ def test_a_model_version_whose_booster_does_not_match_its_files_is_refused_not_f
     (copy_dir / "model.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match=r"stacked columns \['text_from_the_future'\] cannot be rebuilt"):
         Predictor.load("salary", copy_dir).predict(df)
+
+
+@pytest.mark.parametrize("task", ["salary", "category"])
+def test_incremental_scoring_rescores_only_changed_postings_and_equals_a_full_rescore(champions, task):
+    """Unchanged postings carry yesterday's predictions of the same model; the partition equals a full rescore."""
+    settings = champions
+    day = dt.date.fromisoformat(SMALL_DATE)
+    before = make_ctx(settings, (day - dt.timedelta(days=1)).isoformat())
+    score.run(before, task=task, full=True)  # the window (6 days) built its features
+    ctx = make_ctx(settings)
+    inc = score.run(ctx, task=task)
+    got = pq.read_table(partition(settings.data_dir, "predictions", task, date=SMALL_DATE)).to_pandas()
+    manifest = json.loads((partition(settings.data_dir, "predictions", task, date=SMALL_DATE) / "_manifest.json").read_text())
+    assert inc.metrics["carried"] > 0 and inc.metrics["rescored"] > 0, inc.metrics  # new postings went live that day
+    assert manifest["carried_from"] == before.ds and manifest["carried"] + manifest["rescored"] == len(got)
+    full = score.run(ctx, task=task, full=True)
+    want = pq.read_table(partition(settings.data_dir, "predictions", task, date=SMALL_DATE)).to_pandas()
+    assert full.metrics["carried"] == 0 and full.metrics["rescored"] == len(want)
+    key = ["job_id"]
+    pd.testing.assert_frame_equal(got.sort_values(key, ignore_index=True), want.sort_values(key, ignore_index=True), check_exact=True)
+
+
+def test_a_new_model_version_rescores_everything(champions):
+    settings = champions
+    day = dt.date.fromisoformat(SMALL_DATE)
+    before = make_ctx(settings, (day - dt.timedelta(days=1)).isoformat())
+    score.run(before, task="salary", full=True)
+    prev = partition(settings.data_dir, "predictions", "salary", date=before.ds)
+    original = (prev / "_manifest.json").read_text()
+    m = json.loads(original)
+    m["model_version"] = "20000101-00000000"  # as if an older champion had scored it
+    (prev / "_manifest.json").write_text(json.dumps(m))
+    try:
+        res = score.run(make_ctx(settings), task="salary")
+    finally:
+        (prev / "_manifest.json").write_text(original)
+    assert res.metrics["carried"] == 0 and res.metrics["rescored"] == res.rows
