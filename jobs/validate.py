@@ -304,7 +304,10 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     preds = _need(partition(settings.data_dir, "predictions", task, date=ctx.ds), "predictions",
                   f"jobcast score --task {task} --date {ctx.ds}")
     manifest = read_manifest(preds)
-    df, params = prediction_parameters(settings, task, preds, manifest, pq.read_table(preds).to_pandas())
+    # The suite checks what publish copies; the feature hash is scoring's own bookkeeping (jobs/score.py).
+    table = pq.read_table(preds)
+    table = table.drop_columns(["feature_hash"]) if "feature_hash" in table.column_names else table
+    df, params = prediction_parameters(settings, task, preds, manifest, table.to_pandas())
     extra = {"task": task, "model_version": manifest.get("model_version")}
     verdict = _gate(ctx, task, f"predictions_{task}", preds, df, params, extra)
     drift_suite = settings.root / "expectations" / f"drift_{task}.json"
