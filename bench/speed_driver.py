@@ -33,10 +33,13 @@ def main() -> None:
     else:
         ctx = RunContext(logical_date=date, settings=settings, run_id="bench")
         ctx.spark().range(1000).count()
+        import inspect
+
+        full = {"full": True} if "full" in inspect.signature(score.run).parameters else {}  # no carried rows: time the work
         for rnd in range(int(sys.argv[3])):
             for task in ("salary", "category", "cvr"):
                 t0 = time.perf_counter()
-                res = score.run(ctx, task=task)
+                res = score.run(ctx, task=task, **full)
                 out.append({"task": task, "round": rnd, "rows": res.rows, "seconds": time.perf_counter() - t0})
     print("TIMINGS " + json.dumps(out))
 

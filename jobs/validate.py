@@ -49,7 +49,8 @@ def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.Data
     verdict = {
         "subject": subject, "suite": outcome.suite, "logical_date": ctx.ds, "success": outcome.success and not also_failed,
         "evaluated": outcome.evaluated, "failed": outcome.failed, "report_path": outcome.report_path,
-        "content_version": dir_hash(data_dir), "rows": len(df), "parameters": params, "run_id": ctx.run_id,
+        "content_version": dir_hash(data_dir), "rows": len(df) if isinstance(df, pd.DataFrame) else df.count(),
+        "parameters": params, "run_id": ctx.run_id,
         "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(), **(extra or {}),
     }
     path = verdict_path(settings, subject, ctx.ds)
@@ -79,13 +80,11 @@ def validate_raw(ctx: RunContext) -> list[dict]:
     hint = f"jobcast extract --date {ctx.ds}"
     post_dir = _need(partition(settings.data_dir, "raw", "job_postings", date=ctx.ds), "raw postings", hint)
     ev_dir = _need(partition(settings.data_dir, "raw", "events", date=ctx.ds), "raw events", hint)
-    postings = pq.read_table(post_dir).to_pandas()
-    postings["seconds_before_day_end"] = (pd.Timestamp(day_end) - postings["posted_at"]).dt.total_seconds()
+    postings = with_seconds_before(ctx, frame(ctx, post_dir), "posted_at", day_end)
     prev = read_manifest(partition(settings.data_dir, "raw", "job_postings",
                                    date=(ctx.logical_date - dt.timedelta(days=1)).isoformat()))
     min_rows = max(1, int(prev.get("rows", 0) * float(settings.param("validate.raw.min_rows_vs_previous_day"))))
-    events = pq.read_table(ev_dir).to_pandas()
-    events["seconds_before_day_end"] = (pd.Timestamp(day_end) - events["occurred_at"]).dt.total_seconds()
+    events = with_seconds_before(ctx, frame(ctx, ev_dir), "occurred_at", day_end)
     max_seconds = (int(settings.param("features.event_window_days")) + 1) * 86400
     types, mostly = board_employment_types(settings, ctx)
     return [
@@ -93,6 +92,26 @@ def validate_raw(ctx: RunContext) -> list[dict]:
               {"min_rows": min_rows, "employment_types": types, "employment_types_mostly": mostly}),
         _gate(ctx, "raw_events", "raw_events", ev_dir, events, {"max_seconds": max_seconds}),
     ]
+
+
+def frame(ctx: RunContext, path: Path, columns: list[str] | None = None):
+    """A partition to validate: a Spark DataFrame from validate.spark_min_rows rows up (GX computes its metrics in
+    Spark; a big board's tables never reach pandas), pandas below (GX on Spark pays about a Spark job per
+    expectation, seconds a suite, for tables that fit in memory many times over)."""
+    rows = read_manifest(path).get("rows")
+    if rows is None or int(rows) >= int(ctx.settings.param("validate.spark_min_rows")):
+        df = ctx.spark().read.parquet(str(path))
+        return df.select(*columns) if columns else df
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
+def with_seconds_before(ctx: RunContext, df, column: str, day_end: dt.datetime):
+    """df with seconds_before_day_end = day end - df[column], in seconds (pandas or Spark)."""
+    if isinstance(df, pd.DataFrame):
+        return df.assign(seconds_before_day_end=(pd.Timestamp(day_end) - df[column]).dt.total_seconds())
+    from pyspark.sql import functions as F
+
+    return df.withColumn("seconds_before_day_end", F.lit(day_end).cast("timestamp").cast("double") - F.col(column).cast("double"))
 
 
 def board_employment_types(settings, ctx: RunContext) -> tuple[list[str], float]:
@@ -119,8 +138,7 @@ def validate_features(ctx: RunContext) -> dict:
     settings = ctx.settings
     feat_dir = _need(partition(settings.data_dir, "features", date=ctx.ds), "features", f"jobcast features --date {ctx.ds}")
     manifest = read_manifest(feat_dir)
-    df = pq.read_table(feat_dir, columns=["job_id", "posting_age_days", "title_len", "prefecture", "salary_label", *EVENT_FEATURES]
-                       ).to_pandas()
+    df = frame(ctx, feat_dir, ["job_id", "posting_age_days", "title_len", "prefecture", "salary_label", *EVENT_FEATURES])
     expected = int(manifest.get("raw_rows", -1)) - int(manifest.get("dropped_null_title", 0))
     shift = feature_shift(ctx, feat_dir)
     enforce = bool(settings.param("validate.features_shift.enforce"))

@@ -12,7 +12,7 @@ import pytest
 from jobcast.errors import ValidationFailed
 from jobcast.storage import partition, write_manifest
 
-from conftest import SMALL_DATE, make_ctx
+from conftest import SMALL_DATE, make_ctx, with_params
 from jobs import extract, features, run, validate
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +48,10 @@ def test_a_collapsing_source_fails_the_raw_gate(settings, generated):
         validate.run(ctx, layer="raw")
 
 
-def test_tampered_features_fail_the_features_gate(settings, generated):
+@pytest.mark.parametrize("engine", ["pandas", "spark"])
+def test_tampered_features_fail_the_features_gate(settings, generated, engine):
+    """The same suite through GX's pandas and Spark datasources (validate.spark_min_rows picks by size)."""
+    settings = with_params(settings, **{"validate.spark_min_rows": 0 if engine == "spark" else 10**9})
     ctx = make_ctx(settings)
     extract.run(ctx)
     features.run(ctx)
@@ -63,6 +66,23 @@ def test_tampered_features_fail_the_features_gate(settings, generated):
     pq.write_table(t.set_column(i, "views_28d", pc.subtract(t["views_7d"], pa.scalar(1, t["views_7d"].type))), f)
     with pytest.raises(ValidationFailed, match=r"expect_column_pair_values_a_to_be_greater_than_b\(column_A=views_28d, column_B=views_7d\)"):
         validate.run(ctx, layer="features")
+
+
+def test_the_raw_gate_in_spark_names_the_bad_values_and_rows(settings, generated):
+    settings = with_params(settings, **{"validate.spark_min_rows": 0})
+    ctx = make_ctx(settings)
+    extract.run(ctx)
+    validate.run(ctx, layer="raw")  # passes as extracted
+    f = next(partition(settings.data_dir, "raw", "events", date=SMALL_DATE).glob("*.parquet"))
+    t = pq.read_table(f)
+    kinds = t["event_type"].to_pylist()
+    kinds[:4] = ["click"] * 4
+    pq.write_table(t.set_column(t.schema.get_field_index("event_type"), "event_type", pa.array(kinds)), f)
+    with pytest.raises(ValidationFailed, match=r"raw_events failed 1 of 5 expectations: expect_column_values_to_be_in_set"
+                                               r".*unexpected=4 e.g. \['click'\]"):
+        validate.run(ctx, layer="raw")
+    verdict = json.loads((settings.reports_dir / "validations" / "raw_events" / f"dt={SMALL_DATE}.json").read_text())
+    assert verdict["success"] is False and verdict["rows"] == t.num_rows
 
 
 def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(settings, champions, conn):

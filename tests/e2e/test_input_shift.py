@@ -41,12 +41,19 @@ def test_filed_category_missing_on_a_fifth_of_the_day_fails_the_features_gate_an
     assert validate.read_verdict(settings, "features", SMALL_DATE)["shift"][0]["check"] == "null_rate"
 
     feats = pq.read_table(partition(settings.data_dir, "features", date=SMALL_DATE)).to_pandas()
-    pred = Predictor.load("salary", registry.champion_dir(settings, "salary")).predict(feats)
+    model = Predictor.load("salary", registry.champion_dir(settings, "salary"))
     with conn.cursor() as cur:
         cur.execute("select job_id, salary from truth.job_salary")
         truth = dict(cur.fetchall())
-    err = np.abs(pred["salary_p50"].to_numpy() - np.array([truth[j] for j in pred["job_id"]]))
+        cur.execute("select job_id, category from truth.job_category")
+        category = dict(cur.fetchall())
+    y = np.array([truth[j] for j in feats["job_id"]])
     missing = feats["category_filed"].isna().to_numpy()
     assert 0.15 < missing.mean() < 0.3
-    mae_missing, mae_filed = err[missing].mean(), err[~missing].mean()
-    assert mae_missing <= 1.15 * mae_filed, (mae_missing, mae_filed)
+    # The same postings scored without and with their filed category: the cost of the missing input alone. (Set
+    # against the other postings instead, the comparison is as much about which ~300 postings were hit: on this
+    # board they are 14% harder with their category filed.)
+    filed = feats.assign(category_filed=[category[j] if m else c for j, m, c in zip(feats["job_id"], missing, feats["category_filed"])])
+    mae_hidden = np.abs(model.predict(feats)["salary_p50"].to_numpy() - y)[missing].mean()
+    mae_filed = np.abs(model.predict(filed)["salary_p50"].to_numpy() - y)[missing].mean()
+    assert mae_hidden <= 1.15 * mae_filed, (mae_hidden, mae_filed)

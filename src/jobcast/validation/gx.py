@@ -153,7 +153,13 @@ def _run_checkpoint(gx, df, suite, spec: dict[str, Any], suite_path: Path, repor
 
         context.variables.progress_bars = ProgressBarsConfig(globally=False)  # they flood task logs
         context.variables.save()
-    source = context.data_sources.add_or_update_pandas("jobcast")
+    # A Spark DataFrame is validated where it lives (GX's Spark datasource: each expectation's metrics are Spark
+    # aggregations, nothing is collected); a pandas one through the pandas datasource.
+    spark = type(df).__module__.startswith("pyspark")
+    # persist=False: GX would cache the frame, and Spark's cache matches by plan, so a later validation of the
+    # same path (a re-run after the files changed) would see the cached, stale rows.
+    source = (context.data_sources.add_or_update_spark("jobcast_spark", persist=False) if spark
+              else context.data_sources.add_or_update_pandas("jobcast"))
     asset_name = suite.name
     try:
         asset = source.get_asset(asset_name)
