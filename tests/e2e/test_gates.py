@@ -83,6 +83,9 @@ def test_the_raw_gate_in_spark_names_the_bad_values_and_rows(settings, generated
         validate.run(ctx, layer="raw")
     verdict = json.loads((settings.reports_dir / "validations" / "raw_events" / f"dt={SMALL_DATE}.json").read_text())
     assert verdict["success"] is False and verdict["rows"] == t.num_rows
+    # The same GX project switches engines (a board that grew past validate.spark_min_rows, or shrank).
+    with pytest.raises(ValidationFailed, match=r"unexpected=4 e.g. \['click'\]"):
+        validate.run(make_ctx(with_params(settings, **{"validate.spark_min_rows": 10**9})), layer="raw")
 
 
 def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(settings, champions, conn):

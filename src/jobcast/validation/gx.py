@@ -172,7 +172,13 @@ def _run_checkpoint(gx, df, suite, spec: dict[str, Any], suite_path: Path, repor
     if cap_history(reports_dir / "gx", suite.name, keep_history):
         context.build_data_docs()  # drop pruned runs from the index
     suite = context.suites.add_or_update(suite)
-    context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
+    definition = gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite)
+    try:
+        context.validation_definitions.add_or_update(definition)
+    except Exception:  # noqa: BLE001 - the stored one points at the other engine's asset, which GX cannot load
+        store = context.validation_definition_store
+        store.remove_key(store.get_key(name=suite.name, id=None))
+        context.validation_definitions.add(definition)
     try:  # the validation definition is looked up by name in the context's store, where it was just saved
         checkpoint = gx.Checkpoint.parse_obj(spec)
     except Exception as exc:
