@@ -35,6 +35,9 @@ TZ = "Asia/Tokyo"
                        description="Make the batch live even if a newer date's batch is live (breaks the backfill policy)."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Extract, score and validate, but do not publish."),
+        "full_rescore": Param(False, type="boolean", title="Full rescore",
+                              description="Score every open posting. By default the postings whose features did not "
+                                          "change since the last batch of the same model keep its predictions."),
     },
     tags=["jobcast"],
     doc_md=__doc__,

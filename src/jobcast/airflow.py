@@ -137,6 +137,8 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
     pinned = (params.get("model_versions") or {}).get(task) if task else None
     if step == "score" and pinned:
         kwargs["model_version"] = pinned
+    if step == "score" and params.get("full_rescore"):
+        kwargs["full"] = True
     from jobcast.errors import ConfigError, InputDataError, ModelError, ValidationFailed
 
     try:
