@@ -15,6 +15,23 @@ from jobs.validate import read_verdict, verdict_path
 log = logging.getLogger(__name__)
 
 
+def check_drift_verdict(settings, task: str, ds: str, preds, verdict: dict) -> None:
+    """Every gate that applies ran and passed: the drift verdict of the same validation run and content."""
+    again = f"run `jobcast validate --task {task} --date {ds}` again"
+    if "drift" not in verdict:
+        raise PublishError(f"{preds}: the verdict does not record the drift gate (validated by older jobcast code); {again}")
+    if verdict["drift"] != "required":
+        return
+    drift = read_verdict(settings, f"{task}_drift", ds)
+    if drift is None or drift.get("run_id") != verdict.get("run_id") or drift.get("content_version") != verdict["content_version"]:
+        raise PublishError(f"{preds}: the drift gate did not complete in validation run {verdict.get('run_id')} (it errored "
+                           f"or was stopped; {verdict_path(settings, f'{task}_drift', ds)} is "
+                           f"{'missing' if drift is None else 'from run ' + str(drift.get('run_id'))}); nothing published; {again}")
+    if not drift["success"]:
+        raise PublishError(f"{preds}: the drift gate failed ({len(drift['failed'])} expectations); nothing published; "
+                           f"report: {drift.get('report_path')}")
+
+
 def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepResult:
     from jobcast.publish.store import BatchInfo, publish
 
@@ -34,6 +51,7 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
     if verdict["content_version"] != version:
         raise PublishError(f"{preds}: predictions changed after validation (hash {version[:12]} != validated "
                            f"{verdict['content_version'][:12]}); validate again")
+    check_drift_verdict(settings, task, ctx.ds, preds, verdict)
     manifest = read_manifest(preds)
     with timed_step("publish", ctx, task) as res:
         out = publish(

@@ -53,11 +53,7 @@ def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.Data
         "parameters": params, "run_id": ctx.run_id,
         "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(), **(extra or {}),
     }
-    path = verdict_path(settings, subject, ctx.ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(verdict, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    path = write_verdict(settings, subject, ctx.ds, verdict)
     log.info("validation report (Data Docs) for %s %s: %s", subject, ctx.ds, outcome.report_path)
     if not outcome.success:
         raise ValidationFailed(
@@ -66,6 +62,16 @@ def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.Data
     if also_failed:
         raise ValidationFailed(f"{data_dir}: " + "; ".join(also_failed) + f"; report: {path}", str(path))
     return verdict
+
+
+def write_verdict(settings, subject: str, date: str, verdict: dict) -> Path:
+    """Atomically (a reader sees the old verdict or the new one, never half a file)."""
+    path = verdict_path(settings, subject, date)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(verdict, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _need(path: Path, what: str, hint: str) -> Path:
@@ -326,21 +332,31 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     table = pq.read_table(preds)
     table = table.drop_columns(["feature_hash"]) if "feature_hash" in table.column_names else table
     df, params = prediction_parameters(settings, task, preds, manifest, table.to_pandas())
-    extra = {"task": task, "model_version": manifest.get("model_version")}
-    verdict = _gate(ctx, task, f"predictions_{task}", preds, df, params, extra)
     drift_suite = settings.root / "expectations" / f"drift_{task}.json"
-    live = live_reference(settings, task) if drift_suite.is_file() else None
+    # Fail closed: the predictions verdict says the drift gate is required, and publish accepts it only next to
+    # a drift verdict of the same run and content. A drift gate that errors (the live batch unreadable, a GX or
+    # config error) or is killed leaves no such verdict: the batch is not publishable.
+    extra = {"task": task, "model_version": manifest.get("model_version"),
+             "drift": "required" if drift_suite.is_file() else "no drift suite"}
+    verdict = _gate(ctx, task, f"predictions_{task}", preds, df, params, extra)
+    if not drift_suite.is_file():
+        return verdict
+    live = live_reference(settings, task)
     if live is None:
         log.info("%s: no live batch yet, drift gate skipped", task)
+        write_verdict(settings, f"{task}_drift", ctx.ds, {
+            "subject": f"{task}_drift", "suite": f"drift_{task}", "logical_date": ctx.ds, "success": True,
+            "skipped": "no live batch to compare with", "evaluated": 0, "failed": [], "report_path": None,
+            "content_version": verdict["content_version"], "run_id": ctx.run_id,
+            "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(), **extra})
         return verdict
     try:
         _gate(ctx, f"{task}_drift", f"drift_{task}", preds, df, drift_parameters(settings, task, live), extra)
     except ValidationFailed:
-        # The predictions verdict is what publish reads: record the drift failure there too.
+        # The predictions verdict is what people read first: record the drift failure there too.
         drift = read_verdict(settings, f"{task}_drift", ctx.ds)
         verdict.update(success=False, failed=verdict["failed"] + drift["failed"], report_path=drift["report_path"])
-        path = verdict_path(settings, task, ctx.ds)
-        path.write_text(json.dumps(verdict, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        write_verdict(settings, task, ctx.ds, verdict)
         raise
     return verdict
 

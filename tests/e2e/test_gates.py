@@ -109,9 +109,26 @@ def test_a_constant_model_is_caught_by_the_drift_gate_against_the_live_batch(set
     assert live_batches(conn) == before
 
 
-def test_a_normal_rerun_passes_the_drift_gate(settings, champions, conn):
+def test_a_normal_rerun_passes_the_drift_gate_and_one_whose_drift_gate_errors_is_not_publishable(settings, champions, conn):
+    import dataclasses
+
+    from jobcast.errors import DatabaseError, PublishError
+    from jobs import publish
+
     ctx = make_ctx(settings)
     run.run(ctx, tasks=("salary",), echo=lambda _: None)
     out = run.run(ctx, tasks=("salary",), echo=lambda _: None)  # same model, same data: no drift
     assert out[-1].ids["status"] == "published"
-    assert (settings.reports_dir / "validations" / "salary_drift" / f"dt={SMALL_DATE}.json").is_file()
+    drift = json.loads((settings.reports_dir / "validations" / "salary_drift" / f"dt={SMALL_DATE}.json").read_text())
+    assert drift["success"] is True and drift["run_id"] == ctx.run_id
+
+    # Fail closed: the predictions gate passes, then the drift gate cannot read the live batch (the shared DB is
+    # unreachable). The batch is not publishable until a validation run completes every gate.
+    before = live_batches(conn)
+    unreachable = dataclasses.replace(settings, database_url="postgresql://jobcast@127.0.0.1:9/jobcast")
+    with pytest.raises(DatabaseError):
+        validate.run(make_ctx(unreachable), task="salary")
+    assert validate.read_verdict(settings, "salary", SMALL_DATE)["success"] is True  # its own gate passed
+    with pytest.raises(PublishError, match=r"the drift gate did not complete in validation run test__"):
+        publish.run(make_ctx(settings), task="salary")
+    assert live_batches(conn) == before
