@@ -216,7 +216,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
 
 
 def _cap(value, key: str) -> int | None:
-    """A row cap from params: a positive integer, or null for none."""
+    """A row cap from params: an integer of at least MIN_TRAIN, or null for none."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < MIN_TRAIN:

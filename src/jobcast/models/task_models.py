@@ -133,20 +133,6 @@ def _dropout(dense: np.ndarray, schema: FeatureSchema, params: dict[str, Any]) -
     return out
 
 
-# ---------------------------------------------------------------------------------------------- training rows
-def salary_rows(window: pd.DataFrame) -> pd.DataFrame:
-    return window[window["salary_label"].notna() & (window["salary_label"] > 0)]
-
-
-def category_rows(window: pd.DataFrame) -> pd.DataFrame:
-    return window[window["category_filed"].notna()]
-
-
-def cvr_rows(window: pd.DataFrame) -> pd.DataFrame:
-    """(posting, day) rows with at least one view that day; `views`/`applies` are the day's outcomes."""
-    return window[window["views"] > 0]
-
-
 # ---------------------------------------------------------------------------------------------- fitting
 def _category_codes(values: pd.Series, labels: list[str]) -> np.ndarray:
     return pd.Categorical(values.astype(str), categories=labels).codes.astype(int)
