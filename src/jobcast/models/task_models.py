@@ -12,7 +12,8 @@ hands its scores to the LightGBM booster next to the structured features.
             fit (split-conformal), so the interval covers ~80% of actual salaries by construction.
 - category: one multiclass booster over the filed categories (unfiled postings are not labels) on the text
             classifier's per-class scores; it never sees the filed category as a feature, so it can correct it.
-            Above max_booster_classes the text classifier's calibrated probabilities are the prediction.
+            Its probabilities are blended with the calibrated text classifier's, the share chosen on the
+            early-stopping tail (_blend_weight); above max_booster_classes the text classifier alone predicts.
 - cvr:      one cross-entropy booster on (posting, day) rows: label = applies / views of that day, weight =
             views, so the loss is the per-view Bernoulli log-loss and the score is a probability; its text
             model learns each posting's smoothed apply rate (folds by posting).
