@@ -16,7 +16,6 @@ as `jobcast train`, and the generator's truth tables (so it runs on generated da
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from pathlib import Path

@@ -22,6 +22,7 @@ from jobcast.errors import InputDataError
 from jobcast.models import registry
 from jobcast.models.task_models import OUTPUT_SCHEMA, Predictor, check_task
 from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
+from jobcast.tasks import spec
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,15 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
         feature_hash = F.xxhash64(*schema.columns)
         rows = df.select("job_id", *schema.columns).withColumn(FEATURE_HASH, feature_hash)
         out_schema = f"{OUTPUT_SCHEMA[task]}, {FEATURE_HASH} bigint"
-        outputs = [c.split()[0] for c in OUTPUT_SCHEMA[task].split(", ") if c.split()[0] != "job_id"]
+        outputs = list(spec(task).columns[1:])  # after job_id
         prev = None if full else previous_partition(settings, task, ctx.ds, meta["version"], code)
-        carried, n_rescored, cached = None, None, None
+        carried, n_rescored, joined = None, None, None
         if prev is not None:
             # Compare on (job_id, hash) only: the text terms never go through the join's shuffle. The changed
             # ids (a few percent on a normal day) are broadcast to pick the rows to score.
             old = spark.read.parquet(str(prev)).select("job_id", F.col(FEATURE_HASH).alias("_jc_prev_hash"),
                                                        *(F.col(c).alias(f"_jc_prev_{c}") for c in outputs))
-            joined = cached = df.select("job_id", feature_hash.alias(FEATURE_HASH)).join(old, "job_id", "left").persist()
+            joined = df.select("job_id", feature_hash.alias(FEATURE_HASH)).join(old, "job_id", "left").persist()
             same = F.col("_jc_prev_hash") == F.col(FEATURE_HASH)
             carried = joined.where(same).select("job_id", *(F.col(f"_jc_prev_{c}").alias(c) for c in outputs), FEATURE_HASH)
             changed = joined.where(F.col("_jc_prev_hash").isNull() | ~same).select("job_id")
@@ -111,8 +112,8 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
             try:
                 scored.write.parquet(str(tmp))
             finally:
-                if cached is not None:
-                    cached.unpersist()
+                if joined is not None:
+                    joined.unpersist()
             tidy_spark_output(tmp)
             n = parquet_rows(tmp)
             n_carried = n - n_rescored if n_rescored is not None else 0

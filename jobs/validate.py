@@ -329,8 +329,10 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
                   f"jobcast score --task {task} --date {ctx.ds}")
     manifest = read_manifest(preds)
     # The suite checks what publish copies; the feature hash is scoring's own bookkeeping (jobs/score.py).
+    from jobs.score import FEATURE_HASH
+
     table = pq.read_table(preds)
-    table = table.drop_columns(["feature_hash"]) if "feature_hash" in table.column_names else table
+    table = table.drop_columns([FEATURE_HASH]) if FEATURE_HASH in table.column_names else table
     df, params = prediction_parameters(settings, task, preds, manifest, table.to_pandas())
     drift_suite = settings.root / "expectations" / f"drift_{task}.json"
     # Fail closed: the predictions verdict says the drift gate is required, and publish accepts it only next to
