@@ -63,10 +63,15 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
         )
         log.info("%s batch %s for %s: %s", task, out["batch_id"], ctx.ds, out["message"])
         receipt = settings.reports_dir / "published" / task / f"dt={ctx.ds}.json"
-        receipt.parent.mkdir(parents=True, exist_ok=True)
-        receipt.write_text(json.dumps({**out, "task": task, "logical_date": ctx.ds, "run_id": ctx.run_id}, indent=2),
-                           encoding="utf-8")
+        try:  # bookkeeping after the swap: a failure here is a warning, never a failed (and retried) publish
+            receipt.parent.mkdir(parents=True, exist_ok=True)
+            receipt.write_text(json.dumps({**out, "task": task, "logical_date": ctx.ds, "run_id": ctx.run_id}, indent=2),
+                               encoding="utf-8")
+        except OSError as exc:
+            log.warning("%s batch %s is live, but its receipt %s could not be written: %s", task, out["batch_id"], receipt, exc)
+            out.setdefault("warnings", []).append(f"receipt not written: {exc}")
         res.rows = out["rows"]
+        res.metrics.update(warnings=out.get("warnings", []))
         res.ids.update(batch_id=out["batch_id"], status=out["status"], live_batch_id=out["live_batch_id"])
         res.metrics.update(swap_seconds=out["swap_seconds"])
     return res

@@ -22,12 +22,13 @@ def run(settings: Settings, *, task: str, to_batch: int | None = None) -> dict:
     return out
 
 
-def cleanup(settings: Settings, *, task: str) -> list[int]:
-    """Fail and drop batches that interrupted runs left loading/validated."""
+def cleanup(settings: Settings, *, task: str) -> dict:
+    """Fail batches that interrupted runs left loading/validated, finish detaches left pending, and apply
+    retention (`publish.keep_batches`), each wait bounded. Returns {abandoned, dropped, deferred, note}."""
     from jobcast.publish.store import cleanup as store_cleanup
 
     conn = connect(settings, application_name="jobcast-cleanup")
     try:
-        return store_cleanup(conn, task)
+        return store_cleanup(conn, task, keep=int(settings.param("publish.keep_batches")))
     finally:
         conn.close()

@@ -201,8 +201,10 @@ def cmd_cleanup(args) -> int:
 
     settings = _settings()
     for task in args.tasks:
-        cleaned = cleanup(settings, task=task)
-        print(f"{task}: cleaned {len(cleaned)} abandoned batch(es)" + (f": {cleaned}" if cleaned else ""))
+        out = cleanup(settings, task=task)
+        print(f"{task}: {len(out['abandoned'])} abandoned batch(es) marked failed {out['abandoned']}; "
+              f"data of {len(out['dropped'])} dropped {out['dropped']}"
+              + (f"; deferred {out['deferred']}: {out['note']}" if out["deferred"] else ""))
     return 0
 
 
@@ -385,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", type=int, help="batch_id to make live")
     rb.set_defaults(fn=cmd_rollback)
 
-    cl = sub.add_parser("cleanup", help="fail and drop batches left behind by interrupted runs")
+    cl = sub.add_parser("cleanup", help="fail batches left behind by interrupted runs; finish pending detaches and retention")
     cl.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     cl.set_defaults(fn=cmd_cleanup)
 

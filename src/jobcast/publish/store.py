@@ -26,7 +26,9 @@ from jobcast.tasks import spec
 log = logging.getLogger(__name__)
 
 SCHEMA = "jobcast_internal"
-LOCK_NAMESPACE = 0x6A6F6270  # 'jobp'
+LOCK_NAMESPACE = 0x6A6F6270  # 'jobp': one publish, rollback or cleanup of a task at a time
+RETENTION_LOCK_NAMESPACE = 0x6A6F6272  # 'jobr': one retention pass of a task at a time (outside the publish lock)
+RETENTION_LOCK_TIMEOUT = "1s"  # the longest any retention statement waits for a reader
 ATTACH_LOCK_TIMEOUT = "2s"
 ATTACH_RETRIES = 5
 
@@ -232,9 +234,13 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
                         "where batch_id = %s", (batch_id,))
             conn.commit()
             swap_s = time.perf_counter() - t1
-            pruned = prune(conn, info.task, keep) if keep else []
-            return {"pruned": pruned, "batch_id": batch_id, "status": "published", "rows": loaded, "live_batch_id": batch_id,
-                    "previous_batch_id": live[0] if live else None, "message": "published",
+            # The new batch is live. From here on nothing may fail the step: a retry would republish a batch
+            # that is already out. Release the lock first, so the next publish never waits on our retention.
+            _unlock(conn, info.task)
+            locked = False
+            warnings = _after_swap(conn, info.task, batch_id, keep, phase)
+            return {"batch_id": batch_id, "status": "published", "rows": loaded, "live_batch_id": batch_id,
+                    "previous_batch_id": live[0] if live else None, "message": "published", "warnings": warnings,
                     "load_seconds": round(load_s, 2), "swap_seconds": round(swap_s, 4)}
     except Exception as exc:
         if not conn.closed:
@@ -249,6 +255,36 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             if locked:
                 _unlock(conn, info.task)
             conn.close()
+
+
+def _after_swap(conn, task: str, batch_id: int, keep: int | None, phase) -> list[str]:
+    """Retention and bookkeeping after the swap: problems become warnings, logged and recorded on the batch row."""
+    warnings = []
+    try:
+        phase("retention", batch_id)
+        kept = prune(conn, task, keep)
+        if kept["deferred"]:
+            warnings.append(kept["note"])
+    except Exception as exc:  # noqa: BLE001 - the batch is live; whatever this was, it is not the batch's failure
+        if not conn.closed:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001
+                pass
+        warnings.append(f"retention failed after the swap ({type(exc).__name__}: {_one_line(str(exc))}); "
+                        "old batches keep their data until the next publish or `jobcast cleanup`")
+    for w in warnings:
+        log.warning("publish %s batch %s is live, but: %s", task, batch_id, w)
+    if warnings:
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("set lock_timeout = %s", (RETENTION_LOCK_TIMEOUT,))
+                cur.execute("update predictions.batches set message = left(coalesce(message || '; ', '') || %s, 2000), "
+                            "updated_at = now() where batch_id = %s", ("; ".join(warnings), batch_id))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("publish %s batch %s: could not record the warnings on the batch row: %s", task, batch_id, exc)
+    return warnings
 
 
 def _one_line(text: str | None) -> str:
@@ -274,7 +310,8 @@ def _drop_batch_table(cur, task: str, batch_id: int) -> None:
     """Detach (if attached) and drop a batch's table without blocking readers.
 
     DETACH ... CONCURRENTLY takes no lock that conflicts with readers; it waits for transactions that may
-    still read the partition, then finishes. A detach interrupted half way is FINALIZEd here.
+    still read the partition, then finishes. A detach interrupted half way (killed, or timed out by the
+    caller's lock_timeout) is left pending and FINALIZEd by the next call.
     """
     sql = _sql()
     table = spec(task).table
@@ -296,31 +333,65 @@ def _drop_batch_table(cur, task: str, batch_id: int) -> None:
     cur.execute(sql.SQL("drop table {}").format(name))
 
 
-def prune(conn, task: str, keep: int) -> list[int]:
-    """Keep the data of the live batch and of the newest `keep` other loaded batches; drop the rest's tables.
+def prune(conn, task: str, keep: int | None, *, lock_timeout: str = RETENTION_LOCK_TIMEOUT) -> dict:
+    """Drop the tables of batches no reader needs; every statement waits at most `lock_timeout`.
 
-    Registry rows stay (history); only the storage goes. Runs in autocommit (DETACH CONCURRENTLY needs it).
+    What goes, in this order: a detach left pending by an earlier pass; failed batches' tables; with `keep`,
+    the data of every batch that is neither live nor among the newest `keep` superseded or rolled-back ones.
+    Registry rows stay (history); only the storage goes. A reader idle in a transaction over the view makes
+    the first detach time out: the pass stops there and reports the rest as deferred (PostgreSQL allows one
+    pending detach per table, so later ones would fail anyway). Runs in autocommit (DETACH CONCURRENTLY
+    needs it) under its own advisory lock, so it never holds up a publish of the task.
+
+    Returns {"dropped": [...], "deferred": [...], "note": str | None}.
     """
+    from psycopg2 import errors as pgerr
+
+    table = spec(task).table
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(
-            """select b.batch_id from predictions.batches b
-               where b.task = %(task)s and b.status in ('superseded', 'rolled_back', 'failed')
-                 and b.batch_id not in (select batch_id from jobcast_internal.current_batch)
-                 and b.batch_id not in (
-                     select batch_id from predictions.batches
-                     where task = %(task)s and status in ('superseded', 'rolled_back')
-                       and batch_id not in (select batch_id from jobcast_internal.current_batch)
-                     order by batch_id desc limit %(keep)s)
-                 and to_regclass(format('%%I.%%I', %(schema)s, %(table)s || '_b' || b.batch_id)) is not null
-               order by b.batch_id""",
-            {"task": task, "keep": keep, "schema": SCHEMA, "table": spec(task).table})
-        victims = [r[0] for r in cur.fetchall()]
-        for bid in victims:
-            _drop_batch_table(cur, task, bid)
-            cur.execute("update predictions.batches set message = coalesce(message || '; ', '') || 'data dropped by retention', "
-                        "updated_at = now() where batch_id = %s", (bid,))
-    return victims
+        cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (RETENTION_LOCK_NAMESPACE, task))
+        if not cur.fetchone()[0]:
+            return {"dropped": [], "deferred": [], "note": None}  # another pass of this task is at it
+        try:
+            cur.execute("set lock_timeout = %s", (lock_timeout,))
+            cur.execute(
+                """select b.batch_id from predictions.batches b
+                   where b.task = %(task)s and b.status in ('superseded', 'rolled_back', 'failed')
+                     and b.batch_id not in (select batch_id from jobcast_internal.current_batch)
+                     and (%(keep)s is null and b.status = 'failed'
+                          or %(keep)s is not null and b.batch_id not in (
+                         select batch_id from predictions.batches
+                         where task = %(task)s and status in ('superseded', 'rolled_back')
+                           and batch_id not in (select batch_id from jobcast_internal.current_batch)
+                         order by batch_id desc limit %(keep)s))
+                     and to_regclass(format('%%I.%%I', %(schema)s, %(table)s || '_b' || b.batch_id)) is not null
+                   order by (select i.inhdetachpending from pg_inherits i
+                             where i.inhrelid = to_regclass(format('%%I.%%I', %(schema)s, %(table)s || '_b' || b.batch_id)))
+                            desc nulls last, b.batch_id""",
+                {"task": task, "keep": keep, "schema": SCHEMA, "table": table})
+            victims = [r[0] for r in cur.fetchall()]
+            dropped = []
+            for i, bid in enumerate(victims):
+                try:
+                    _drop_batch_table(cur, task, bid)
+                except (pgerr.LockNotAvailable, pgerr.ObjectNotInPrerequisiteState) as exc:
+                    deferred = victims[i:]
+                    note = (f"retention deferred for batches {deferred}: {_one_line(str(exc))} (a reader still has a "
+                            f"transaction open on predictions.{spec(task).view}); the next publish or `jobcast cleanup` "
+                            "finishes it")
+                    log.warning("%s: %s", task, note)
+                    cur.execute("update predictions.batches set message = left(coalesce(message || '; ', '') || %s, 2000), "
+                                "updated_at = now() where batch_id = %s and coalesce(message, '') not like '%%retention deferred%%'",
+                                ("retention deferred: a reader held the table", bid))
+                    return {"dropped": dropped, "deferred": deferred, "note": note}
+                cur.execute("update predictions.batches set message = coalesce(message || '; ', '') || 'data dropped by retention', "
+                            "updated_at = now() where batch_id = %s", (bid,))
+                dropped.append(bid)
+            return {"dropped": dropped, "deferred": [], "note": None}
+        finally:
+            cur.execute("reset lock_timeout")
+            cur.execute("select pg_advisory_unlock(%s, hashtext(%s))", (RETENTION_LOCK_NAMESPACE, task))
 
 
 def rollback(conn, task: str, to_batch: int | None = None) -> dict:
@@ -344,7 +415,9 @@ def rollback(conn, task: str, to_batch: int | None = None) -> dict:
                 cur.execute(
                     """select batch_id from predictions.batches
                        where task = %s and batch_id <> %s and published_at is not null and status = 'superseded'
-                         and to_regclass(format('%%I.%%I', %s, %s || '_b' || batch_id)) is not null
+                         and exists (select 1 from pg_inherits i  -- attached, and not on its way out (detach pending)
+                                     where i.inhrelid = to_regclass(format('%%I.%%I', %s, %s || '_b' || batch_id))
+                                       and not i.inhdetachpending)
                        order by published_at desc limit 1""", (task, current, SCHEMA, table))
                 found = cur.fetchone()
                 if found is None:
@@ -384,17 +457,19 @@ def rollback(conn, task: str, to_batch: int | None = None) -> dict:
     return {"task": task, "live_batch_id": target, "rolled_back_batch_id": current}
 
 
-def cleanup(conn, task: str) -> list[int]:
-    """Fail and drop what interrupted runs left behind (loading/validated batches that are not live)."""
+def cleanup(conn, task: str, keep: int | None = None) -> dict:
+    """Fail what interrupted runs left behind (loading/validated batches that are not live), then drop the
+    tables that may go (`prune`: pending detaches, failed batches, and with `keep`, old data)."""
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
         if not cur.fetchone()[0]:
             raise PublishError(f"cleanup {task}: a publish of {task} is running; retry when it has finished")
         try:
-            return _cleanup_abandoned(cur, task)
+            abandoned = _cleanup_abandoned(cur, task)
         finally:
             cur.execute("select pg_advisory_unlock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
+    return {"abandoned": abandoned, **prune(conn, task, keep)}
 
 
 def _mark_failed(conn, batch_id: int, unattached_part, message: str) -> None:
@@ -408,7 +483,8 @@ def _mark_failed(conn, batch_id: int, unattached_part, message: str) -> None:
 
 
 def _cleanup_abandoned(cur, task: str) -> list[int]:
-    """Batches left 'loading'/'validated' by a killed run (we hold the task's lock, so none is in flight)."""
+    """Mark batches left 'loading'/'validated' by a killed run as failed (we hold the task's lock, so none
+    is in flight); `prune` drops their tables without waiting long on readers."""
     cur.execute(
         """update predictions.batches set status = 'failed', updated_at = now(),
                   message = coalesce(message || '; ', '') || 'abandoned by an interrupted run; cleaned up'
@@ -417,6 +493,5 @@ def _cleanup_abandoned(cur, task: str) -> list[int]:
            returning batch_id""", (task,))
     abandoned = sorted(r[0] for r in cur.fetchall())
     for bid in abandoned:
-        _drop_batch_table(cur, task, bid)
-        log.warning("cleaned up batch %s of %s left behind by an interrupted run", bid, task)
+        log.warning("batch %s of %s was left behind by an interrupted run; marked failed", bid, task)
     return abandoned
