@@ -9,7 +9,7 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from jobcast import TASKS
-from jobcast.airflow_tasks import on_failure, prepare_day, publish, score, validate_predictions
+from jobcast.airflow_tasks import default_args, prepare_day, publish, score, validate_predictions
 
 TZ = "Asia/Tokyo"
 
@@ -22,7 +22,7 @@ TZ = "Asia/Tokyo"
     start_date=pendulum.datetime(2026, 9, 1, tz=TZ),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2), "on_failure_callback": on_failure},
+    default_args=default_args(retries=3, delay_s=120),
     params={
         "tasks": Param(list(TASKS), type="array", items={"type": "string", "enum": list(TASKS)},
                        title="Predictions", description="Which prediction tasks to score and publish (the others are skipped)."),

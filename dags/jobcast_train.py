@@ -8,7 +8,7 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from jobcast import TASKS
-from jobcast.airflow_tasks import on_failure, prepare_day, train, window
+from jobcast.airflow_tasks import default_args, prepare_day, train, window
 
 TZ = "Asia/Tokyo"
 
@@ -20,7 +20,7 @@ TZ = "Asia/Tokyo"
     start_date=pendulum.datetime(2026, 9, 1, tz=TZ),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5), "on_failure_callback": on_failure},
+    default_args=default_args(retries=2, delay_s=300),
     params={
         "tasks": Param(list(TASKS), type="array", items={"type": "string", "enum": list(TASKS)},
                        title="Models", description="Which models to retrain."),

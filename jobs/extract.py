@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
-from jobcast.errors import InputDataError
+from jobcast.errors import InputDataError, TransientError, is_transient
 from jobcast.sources import SOURCES, day_bounds
 from jobcast.storage import atomic_dir, dir_hash, partition, write_manifest
 
@@ -64,6 +64,10 @@ def run(ctx: RunContext) -> StepResult:
                     except Exception as exc:  # psycopg2 errors name the missing table/column
                         if isinstance(exc, InputDataError):
                             raise
+                        if is_transient(exc):  # the connection dropped, the server restarted: a retry gets past it
+                            raise TransientError(f"{settings.source_schema}.{name} (sql/queries/{query_file}): "
+                                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}; "
+                                                 "nothing written; retry") from exc
                         raise InputDataError(
                             f"{settings.source_schema}.{name} (sql/queries/{query_file}): {str(exc).strip()}; "
                             "expected the source contract in docs/source-contract.md"

@@ -7,6 +7,7 @@ from typing import Callable
 
 from jobcast import TASKS
 from jobcast.context import RunContext, StepResult
+from jobcast.errors import call_with_retries
 from jobcast.models import registry
 
 from jobs import extract, features, publish, score, train, validate, window
@@ -15,25 +16,29 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = False, force: bool = False, full: bool = False,
-        echo: Callable[[str], None] = print) -> list[StepResult]:
+        retries: int = 0, retry_delay_s: float = 5.0, echo: Callable[[str], None] = print) -> list[StepResult]:
+    """Each step is retried on its own (up to `retries` times, backoff from `retry_delay_s`) when it fails with
+    a transient error; every step is idempotent per date, so a retry redoes only that step."""
     results: list[StepResult] = []
 
-    def step(result: StepResult) -> StepResult:
+    def step(fn: Callable[..., StepResult], **kwargs) -> StepResult:
+        what = f"{fn.__module__.rsplit('.', 1)[-1]} {kwargs.get('task') or kwargs.get('layer') or ''}".strip()
+        result = call_with_retries(lambda: fn(ctx, **kwargs), retries=retries, delay_s=retry_delay_s, what=what)
         results.append(result)
         echo(result.summary())
         return result
 
-    step(extract.run(ctx))
-    step(validate.run(ctx, layer="raw"))
-    step(features.run(ctx))
-    step(validate.run(ctx, layer="features"))
+    step(extract.run)
+    step(validate.run, layer="raw")
+    step(features.run)
+    step(validate.run, layer="features")
     to_train = [t for t in tasks if retrain or registry.champion(ctx.settings, t) is None]
     if to_train:
-        step(window.run(ctx))
+        step(window.run)
     for task in tasks:
         if task in to_train:
-            step(train.run(ctx, task=task))
-        step(score.run(ctx, task=task, full=full))
-        step(validate.run(ctx, task=task))
-        step(publish.run(ctx, task=task, force=force))
+            step(train.run, task=task)
+        step(score.run, task=task, full=full)
+        step(validate.run, task=task)
+        step(publish.run, task=task, force=force)
     return results

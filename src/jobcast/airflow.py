@@ -121,7 +121,7 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
 
     params = context.get("params") or {}
     if task is not None and task not in (params.get("tasks") or [task]):
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         raise AirflowSkipException(f"task {task} not selected in params.tasks={params.get('tasks')}")
     settings = Settings.load()
@@ -130,7 +130,7 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
     kwargs: dict[str, Any] = {**step_kwargs, **({} if task is None else {"task": task})}
     if step == "publish":
         if params.get("dry_run"):
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException("dry run: validated, not published")
         kwargs["force"] = bool(params.get("force"))
@@ -139,15 +139,19 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
         kwargs["model_version"] = pinned
     if step == "score" and params.get("full_rescore"):
         kwargs["full"] = True
-    from jobcast.errors import ConfigError, InputDataError, ModelError, ValidationFailed
+    from jobcast.errors import is_transient
 
     try:
         result = importlib.import_module(f"jobs.{step}").run(ctx, **kwargs)
-    except (ConfigError, InputDataError, ModelError, ValidationFailed) as exc:
-        # Bad input, a failed gate or an unusable model fails the same way on every try: fail now, skip the
-        # retries (they are for transient errors: a database restart, a publish lock held by another run).
-        from airflow.exceptions import AirflowFailException
+    except Exception as exc:
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+        if isinstance(exc, AirflowException) or is_transient(exc):
+            log.warning("%s: transient error, Airflow retries it (task retries, exponential backoff): %s: %s",
+                        step, type(exc).__name__, exc)
+            raise
+        # Bad input, config, a failed gate, an unusable model or a bug fails the same way on every try: fail
+        # now, skip the retries (jobcast.errors.is_transient is the one classification).
         failed = AirflowFailException(f"{type(exc).__name__}: {exc}")
         failed.report_path = getattr(exc, "report_path", None)
         raise failed from exc

@@ -3,6 +3,9 @@
 Only airflow.sdk at module level; each task imports jobcast.airflow (and through it jobs/) when it runs.
 """
 
+import datetime as dt
+import os
+
 from airflow.sdk import task
 
 from jobcast.airflow import SPARK_POOL  # stdlib-only module: cheap at parse time
@@ -83,3 +86,12 @@ def on_failure(context):
     from jobcast.airflow import on_failure as log_failure
 
     log_failure(context)
+
+
+def default_args(retries: int, delay_s: float) -> dict:
+    """Retries are for transient errors only (run_step fails bad input, config, gate and model errors at once,
+    by jobcast.errors.is_transient), with exponential backoff. JOBCAST_RETRY_DELAY_S overrides the first
+    delay (the tests use 1 s)."""
+    delay = float(os.environ.get("JOBCAST_RETRY_DELAY_S") or delay_s)
+    return {"retries": retries, "retry_delay": dt.timedelta(seconds=delay), "retry_exponential_backoff": 2.0,
+            "max_retry_delay": dt.timedelta(minutes=30), "on_failure_callback": on_failure}

@@ -124,7 +124,10 @@ def cmd_step(args) -> int:
         kwargs["days"] = args.days
     if getattr(args, "full", False):
         kwargs["full"] = True
-    result = module.run(ctx, **kwargs)
+    from jobcast.errors import call_with_retries
+
+    result = call_with_retries(lambda: module.run(ctx, **kwargs), retries=args.retries, delay_s=args.retry_delay,
+                               what=f"{args.command} {kwargs.get('task', '')}".strip())
     print(result.summary())
     return 0
 
@@ -134,7 +137,8 @@ def cmd_run(args) -> int:
 
     ctx = _ctx(args)
     print(f"jobcast run {ctx.ds} (run_id={ctx.run_id})")
-    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force, full=args.full)
+    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force, full=args.full, retries=args.retries,
+        retry_delay_s=args.retry_delay)
     from jobcast.report import live_summary
 
     for line in live_summary(ctx.settings, tuple(args.tasks)):
@@ -326,6 +330,11 @@ def _airflow_metadata_ready(url: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jobcast", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="retry a step up to N times when it fails with a transient error (connection lost, server "
+                        "restart, lock timeout, lost Spark executor, publish lock held); bad input never is")
+    p.add_argument("--retry-delay", type=float, default=5.0, metavar="S",
+                   help="seconds before the first retry; doubles each time (default 5)")
     sub = p.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="project-local PostgreSQL and migrations")
@@ -417,9 +426,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.fn(args)
-    except JobcastError as exc:
-        print(f"jobcast: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        from jobcast.errors import is_transient
+
+        if is_transient(exc):  # exit 75 (EX_TEMPFAIL): a scheduler may retry; --retries does it here
+            print(f"jobcast: transient error (retry may succeed): {type(exc).__name__}: {' '.join(str(exc).split())}",
+                  file=sys.stderr)
+            return 75
+        if isinstance(exc, JobcastError):
+            print(f"jobcast: error: {exc}", file=sys.stderr)
+            return 2
+        raise
     finally:
         from jobcast.spark import stop_session
 

@@ -58,7 +58,7 @@ def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):
     assert set(dag["params"]) == {"tasks", "date", "model_versions", "force", "dry_run", "full_rescore"}
     assert dag["params"]["full_rescore"]["default"] is False
     assert dag["params"]["force"]["default"] is False and dag["params"]["tasks"]["default"] == ["salary", "category", "cvr"]
-    assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 2
+    assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 3
 
 
 def dags_test(env, dag_id, date):
@@ -99,7 +99,7 @@ def test_a_bad_input_fails_the_right_airflow_task_names_the_expectation_and_publ
     assert "state=failed" in log and "state=success" not in log.split("DagRun Finished")[-1][:300]
     assert "validate_raw" in log and "expect_column_values_to_be_in_set(column=event_type)" in log  # what and where
     assert "report: " in log and "/reports/gx/" in log  # the failure callback points at the Data Docs page
-    assert "Marking task as UP_FOR_RETRY" not in log  # bad data fails at once, retries are for transient errors
+    assert "new_state=up_for_retry" not in log and "new_state=failed" in log  # bad data fails at once, retries are for transient errors
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
         cur.execute("select count(*) from predictions.batches")
         assert cur.fetchone()[0] == 0  # nothing reached the web apps

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from jobcast.config import Settings
-from jobcast.errors import DatabaseError
+from jobcast.errors import DatabaseUnavailable
 
 
 def database_url(settings: Settings) -> str:
@@ -25,7 +25,7 @@ def connect(settings: Settings, *, application_name: str = "jobcast"):
         return psycopg2.connect(url, application_name=application_name, connect_timeout=10)
     except psycopg2.OperationalError as exc:
         hint = "" if settings.database_url else " (start the project-local server with `jobcast db start`)"
-        raise DatabaseError(f"cannot connect to {url}: {str(exc).strip()}{hint}") from exc
+        raise DatabaseUnavailable(f"cannot connect to {url}: {str(exc).strip()}{hint}") from exc
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from jobcast.errors import PublishError
+from jobcast.errors import PublishBusy, PublishError, TransientError
 from jobcast.tasks import spec
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
         with conn.cursor() as cur:
             cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, info.task))
             if not cur.fetchone()[0]:
-                raise PublishError(f"publish {info.task} {info.logical_date}: another publish of {info.task} is running "
+                raise PublishBusy(f"publish {info.task} {info.logical_date}: another publish of {info.task} is running "
                                    "(advisory lock held); retry when it has finished")
             locked = True
             _cleanup_abandoned(cur, info.task)
@@ -204,7 +204,7 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
                 except pgerr.LockNotAvailable:
                     conn.rollback()
                     if attempt == ATTACH_RETRIES:
-                        raise PublishError(f"publish {info.task}: could not attach batch {batch_id} "
+                        raise PublishBusy(f"publish {info.task}: could not attach batch {batch_id} "
                                            f"after {ATTACH_RETRIES} tries ({ATTACH_LOCK_TIMEOUT} lock timeout each)")
                     time.sleep(0.2 * attempt)
 
@@ -247,6 +247,9 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             conn.rollback()
             if batch_id is not None:
                 _mark_failed(conn, batch_id, part if not attached else None, str(exc))
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):  # connection lost, a timeout
+            raise TransientError(f"publish {info.task} {info.logical_date}: {type(exc).__name__}: {_one_line(str(exc))}; "
+                                 "the live batch is unchanged; retry") from exc
         if isinstance(exc, psycopg2.Error):
             raise PublishError(f"publish {info.task} {info.logical_date}: {str(exc).strip()}") from exc
         raise
@@ -404,7 +407,7 @@ def rollback(conn, task: str, to_batch: int | None = None) -> dict:
         with conn.cursor() as cur:
             cur.execute("select pg_try_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
             if not cur.fetchone()[0]:
-                raise PublishError(f"rollback {task}: a publish of {task} is running; retry when it has finished")
+                raise PublishBusy(f"rollback {task}: a publish of {task} is running; retry when it has finished")
             cur.execute("set local lock_timeout = '5s'")
             cur.execute("select batch_id from jobcast_internal.current_batch where task = %s for update", (task,))
             row = cur.fetchone()
@@ -450,7 +453,7 @@ def rollback(conn, task: str, to_batch: int | None = None) -> dict:
         conn.commit()
     except pgerr.LockNotAvailable as exc:
         conn.rollback()
-        raise PublishError(f"rollback {task}: the pointer row is locked by another swap; retry") from exc
+        raise PublishBusy(f"rollback {task}: the pointer row is locked by another swap; retry") from exc
     except Exception:
         conn.rollback()
         raise
@@ -464,7 +467,7 @@ def cleanup(conn, task: str, keep: int | None = None) -> dict:
     with conn.cursor() as cur:
         cur.execute("select pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
         if not cur.fetchone()[0]:
-            raise PublishError(f"cleanup {task}: a publish of {task} is running; retry when it has finished")
+            raise PublishBusy(f"cleanup {task}: a publish of {task} is running; retry when it has finished")
         try:
             abandoned = _cleanup_abandoned(cur, task)
         finally:
