@@ -17,6 +17,18 @@ log = logging.getLogger(__name__)
 
 SPARK_POOL = "jobcast_spark"  # the pool the DAGs' Spark tasks use (jobcast.airflow_tasks)
 SPARK_POOL_SLOTS = 1  # one Spark-heavy task at a time on a 2-core machine: a backfill cannot starve the daily run
+# Every pool and connection the DAGs use, declared once: `jobcast airflow` creates them in the project-local
+# Airflow, `jobcast airflow-init` in any other (docker-compose's airflow-init service runs it).
+POOLS = {SPARK_POOL: (SPARK_POOL_SLOTS, "jobcast Spark-heavy steps (features, window, score, train)")}
+CONNECTIONS: dict[str, str] = {}  # conn_id -> URI; none yet: the steps read JOBCAST_* settings, not Airflow connections
+
+
+def setup_commands(airflow: str) -> list[list[str]]:
+    """The `airflow` CLI calls that create POOLS and CONNECTIONS; each is idempotent."""
+    cmds = [[airflow, "pools", "set", name, str(slots), desc] for name, (slots, desc) in POOLS.items()]
+    for conn_id, uri in CONNECTIONS.items():
+        cmds += [[airflow, "connections", "delete", conn_id], [airflow, "connections", "add", conn_id, "--conn-uri", uri]]
+    return cmds
 
 
 def sqlite_metadata_url(home: Path) -> str:

@@ -290,7 +290,7 @@ def cmd_airflow(args) -> int:
     import subprocess
     from pathlib import Path
 
-    from jobcast.airflow import SPARK_POOL, SPARK_POOL_SLOTS, airflow_env, metadata_url
+    from jobcast.airflow import airflow_env, metadata_url
 
     settings = _settings()
     user_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
@@ -301,13 +301,36 @@ def cmd_airflow(args) -> int:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     if not _airflow_metadata_ready(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]):
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([airflow, "pools", "set", SPARK_POOL, str(SPARK_POOL_SLOTS), "jobcast Spark steps (features, score)"],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
+        _airflow_setup(airflow, env)
     rest = list(args.airflow_args)
     if rest[:1] == ["--"]:
         rest = rest[1:]
     os.execve(airflow, [airflow, *rest], env)
     return 0  # not reached
+
+
+def _airflow_setup(airflow: str, env: dict) -> None:
+    import subprocess
+
+    from jobcast.airflow import setup_commands
+
+    for cmd in setup_commands(airflow):
+        check = cmd[2] != "delete"  # deleting a connection that does not exist yet is fine
+        subprocess.run(cmd, env=env, check=check, stdout=subprocess.DEVNULL, stderr=None if check else subprocess.DEVNULL)
+
+
+def cmd_airflow_init(args) -> int:
+    """Create every pool and connection the DAGs use in the Airflow this environment points at (as it is:
+    no project-local overrides); docker-compose's airflow-init service runs it after `airflow db migrate`."""
+    import shutil
+    from pathlib import Path
+
+    from jobcast.airflow import CONNECTIONS, POOLS
+
+    airflow = shutil.which("airflow") or str(Path(sys.executable).parent / "airflow")
+    _airflow_setup(airflow, dict(os.environ))
+    print(f"airflow: pools {sorted(POOLS)}; connections {sorted(CONNECTIONS)}")
+    return 0
 
 
 def _airflow_metadata_ready(url: str) -> bool:
@@ -410,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     af = sub.add_parser("airflow", help="the airflow CLI on the project-local Airflow, e.g. `jobcast airflow dags test jobcast_daily 2026-10-30`")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(fn=cmd_airflow)
+
+    sub.add_parser("airflow-init", help="create the DAGs' pools and connections in the Airflow of this environment "
+                                        "(docker-compose's init)").set_defaults(fn=cmd_airflow_init)
 
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "show", "promote"])

@@ -19,5 +19,7 @@ for dag_id, dag in bag.dags.items():
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
         "retries": dag.default_args.get("retries"),
+        "pools": sorted({t.pool for t in dag.tasks}),
+        "conn_ids": sorted({v for t in dag.tasks for a, v in vars(t).items() if a.endswith("conn_id") and isinstance(v, str)}),
     }
 print(json.dumps(report, default=str))

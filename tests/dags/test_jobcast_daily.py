@@ -61,6 +61,35 @@ def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 3
 
 
+def test_every_pool_and_connection_the_dags_use_is_created_by_the_compose_init(airflow_home, tmp_path):
+    import yaml
+
+    from jobcast.airflow import CONNECTIONS, POOLS
+
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "dagbag_report.py"), str(REPO / "dags")],
+                         env=airflow_home, capture_output=True, text=True, check=True)
+    dags = json.loads(out.stdout.strip().splitlines()[-1])["dags"]
+    used_pools = {p for d in dags.values() for p in d["pools"]} - {"default_pool"}
+    used_conns = {c for d in dags.values() for c in d["conn_ids"]}
+    assert used_pools == {"jobcast_spark"} and used_pools <= set(POOLS)
+    assert used_conns <= set(CONNECTIONS), used_conns - set(CONNECTIONS)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert "jobcast airflow-init" in " ".join(compose["services"]["airflow-init"]["command"])
+    # And `jobcast airflow-init` really creates them, in an Airflow that has none: a fresh SQLite metadata DB.
+    home = tmp_path / "fresh"
+    home.mkdir()
+    env = {**airflow_home, "AIRFLOW_HOME": str(home),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    assert "jobcast_spark" not in subprocess.run([airflow, "pools", "list"], env=env, capture_output=True, text=True).stdout
+    proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "airflow-init"], env=env, capture_output=True,
+                          text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pools = subprocess.run([airflow, "pools", "list"], env=env, capture_output=True, text=True).stdout
+    assert all(p in pools for p in used_pools), pools
+
+
 def dags_test(env, dag_id, date):
     proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, date],
                           env=env, capture_output=True, text=True, timeout=600)
