@@ -35,6 +35,10 @@ TZ = "Asia/Tokyo"
                        description="Make the batch live even if a newer date's batch is live (breaks the backfill policy)."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Extract, score and validate, but do not publish."),
+        "refresh_snapshot": Param(False, type="boolean", title="Re-take the snapshot",
+                                  description="Extract the date again from today's source tables (e.g. after fixing "
+                                              "bad source rows). By default a date's snapshot, once taken, is kept: "
+                                              "it is the board as it was on that day."),
         "full_rescore": Param(False, type="boolean", title="Full rescore",
                               description="Score every open posting. By default the postings whose features did not "
                                           "change since the last batch of the same model keep its predictions."),

@@ -2,7 +2,15 @@
 
 raw/job_postings/dt=D: postings open at the end of D. raw/events/dt=D: events from features.event_window_days
 before D to the end of D, so every date's features and labels come from its own snapshot (a backfill of any
-date needs nothing from other dates' runs)."""
+date needs nothing from other dates' runs).
+
+A snapshot is immutable once taken. The source tables are mutable (an employer edits a category on day 20),
+so re-extracting day 5 on day 20 would leak day 20's values into day 5's features. An existing snapshot is
+reused; only `refresh=True` (`--refresh`) takes it again, and its manifest keeps that history. The manifest
+also says how faithful the snapshot is: `point_in_time` when taken within `extract.point_in_time_hours`
+after the day ended, else `reconstructed` (taken later, from rows that may have been edited since); with
+an `updated_at` column in the source, `edited_after_day_end` counts the postings known to have changed since.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
 from jobcast.errors import InputDataError, TransientError, is_transient
 from jobcast.sources import SOURCES, day_bounds
-from jobcast.storage import atomic_dir, dir_hash, partition, write_manifest
+from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +49,71 @@ def _read_query(cur, query_text: str, params: dict, schema: str, types: dict[str
     )
 
 
-def run(ctx: RunContext) -> StepResult:
+def snapshot(settings, ds: str) -> dict | None:
+    """The manifests of date ds's snapshot ({table: manifest}), or None when it has not been taken."""
+    parts = {name: partition(settings.data_dir, "raw", name, date=ds) for name in SOURCES}
+    if not all(p.is_dir() for p in parts.values()):
+        return None
+    return {name: read_manifest(p) for name, p in parts.items()}
+
+
+def provenance(settings, dates) -> dict:
+    """How faithful a window's snapshots are, for the model's metadata: days per mode, and which days were
+    reconstructed, refreshed, or known (updated_at) to hold postings edited after their day."""
+    out: dict = {"modes": {}, "not_point_in_time": [], "refreshed": [], "edited_after_day_end": {}}
+    for d in dates:
+        ds = d if isinstance(d, str) else d.isoformat()
+        m = read_manifest(partition(settings.data_dir, "raw", "job_postings", date=ds))
+        mode = m.get("mode", "unknown")
+        out["modes"][mode] = out["modes"].get(mode, 0) + 1
+        if mode != "point_in_time":
+            out["not_point_in_time"].append(ds)
+        if m.get("refreshed"):
+            out["refreshed"].append(ds)
+        if m.get("edited_after_day_end"):
+            out["edited_after_day_end"][ds] = m["edited_after_day_end"]
+    return out
+
+
+def _edited_after(cur, settings, day_end) -> int | None:
+    """Open postings whose optional `updated_at` is after the end of the day (None: the source has no such column)."""
+    from psycopg2 import sql
+
+    cur.execute("select 1 from information_schema.columns where table_schema = %s and table_name = 'job_postings' "
+                "and column_name = 'updated_at'", (settings.source_schema,))
+    if cur.fetchone() is None:
+        return None
+    cur.execute(sql.SQL("select count(*) from {}.job_postings where posted_at < %(end)s "
+                        "and (closed_at is null or closed_at >= %(end)s) and updated_at >= %(end)s").format(
+                            sql.Identifier(settings.source_schema)), {"end": day_end})
+    return int(cur.fetchone()[0])
+
+
+def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
     settings = ctx.settings
     tz = settings.param("run.timezone")
     day_start, day_end = day_bounds(ctx.logical_date, tz)
     lookback = int(settings.param("features.event_window_days"))
     events_since, _ = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)
+    existing = snapshot(settings, ctx.ds)
+    if existing is not None and not refresh:
+        with timed_step("extract", ctx) as res:  # immutable: never re-read a past day from today's tables
+            m = existing["job_postings"]
+            log.info("snapshot of %s exists (taken %s, %s): reused; `jobcast extract --date %s --refresh` takes it again",
+                     ctx.ds, m.get("taken_at", "before jobcast recorded it"), m.get("mode", "unknown"), ctx.ds)
+            for name in SOURCES:
+                final = partition(settings.data_dir, "raw", name, date=ctx.ds)
+                res.paths[name] = str(final)
+                res.metrics[f"{name}_rows"] = existing[name].get("rows")
+                res.ids[f"{name}_version"] = dir_hash(final)[:12]
+            res.rows = int(m.get("rows") or 0)
+            res.metrics.update(reused=True, mode=m.get("mode", "unknown"))
+        return res
     with timed_step("extract", ctx) as res:
+        taken_at = dt.datetime.now(dt.timezone.utc)
+        lag_h = (taken_at - day_end).total_seconds() / 3600
+        mode = "point_in_time" if 0 <= lag_h <= float(settings.param("extract.point_in_time_hours")) else (
+            "before_day_end" if lag_h < 0 else "reconstructed")
         conn = connect(settings, application_name="jobcast-extract")
         try:
             # One repeatable-read snapshot for both tables, so postings and events agree.
@@ -55,6 +121,7 @@ def run(ctx: RunContext) -> StepResult:
             with conn.cursor() as cur:
                 cur.execute("set time zone 'UTC'")
                 tables = {}
+                edited = _edited_after(cur, settings, day_end)
                 for name, (query_file, types) in SOURCES.items():
                     text = (settings.root / "sql" / "queries" / query_file).read_text(encoding="utf-8")
                     try:
@@ -90,16 +157,28 @@ def run(ctx: RunContext) -> StepResult:
             log.warning("%s.events has no events from %s to the end of %s: event features will be zero",
                         settings.source_schema, events_since.date(), ctx.ds)
 
+        if mode != "point_in_time":
+            log.warning("snapshot of %s taken %.0f h after the day ended: %s from today's source rows%s", ctx.ds, lag_h,
+                        mode, "" if edited is None else f" ({edited} open postings edited since, by updated_at)")
         for name, table in tables.items():
             final = partition(settings.data_dir, "raw", name, date=ctx.ds)
+            history = []
+            if existing is not None:  # --refresh: keep what the replaced snapshot was
+                old = existing[name]
+                history = [*old.get("refreshed", []), {"replaced_version": dir_hash(final), "replaced_taken_at": old.get("taken_at"),
+                                                       "at": taken_at, "run_id": ctx.run_id}]
             with atomic_dir(final) as tmp:
                 tmp.mkdir(parents=True)
                 pq.write_table(table, tmp / "part-00000.parquet", compression="zstd")
                 write_manifest(tmp, {"table": name, "rows": table.num_rows, "logical_date": ctx.ds,
-                                     "day_start": day_start, "day_end": day_end,
+                                     "day_start": day_start, "day_end": day_end, "taken_at": taken_at, "mode": mode,
+                                     "lag_hours": round(lag_h, 1), "edited_after_day_end": edited,
+                                     "source_schema": settings.source_schema, "run_id": ctx.run_id,
+                                     **({"refreshed": history} if history else {}),
                                      **({"events_since": events_since} if name == "events" else {})})
             res.paths[name] = str(final)
             res.metrics[f"{name}_rows"] = table.num_rows
             res.ids[f"{name}_version"] = dir_hash(final)[:12]
         res.rows = postings.num_rows
+        res.metrics.update(reused=False, mode=mode, **({"refreshed": True} if existing is not None else {}))
     return res

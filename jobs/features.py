@@ -67,6 +67,7 @@ def run(ctx: RunContext) -> StepResult:
                 "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text": text.to_dict(),
                 "features_version": FEATURES_VERSION,
                 "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts,
+                "snapshot_mode": read_manifest(raw).get("mode", "unknown"),  # jobs/extract.py: point_in_time or not
             })
         res.rows = n
         res.paths["features"] = str(final)

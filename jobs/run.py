@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = False, force: bool = False, full: bool = False,
-        retries: int = 0, retry_delay_s: float = 5.0, echo: Callable[[str], None] = print) -> list[StepResult]:
+        refresh: bool = False, retries: int = 0, retry_delay_s: float = 5.0, echo: Callable[[str], None] = print) -> list[StepResult]:
     """Each step is retried on its own (up to `retries` times, backoff from `retry_delay_s`) when it fails with
     a transient error; every step is idempotent per date, so a retry redoes only that step."""
     results: list[StepResult] = []
@@ -28,7 +28,7 @@ def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = Fals
         echo(result.summary())
         return result
 
-    step(extract.run)
+    step(extract.run, refresh=refresh)
     step(validate.run, layer="raw")
     step(features.run)
     step(validate.run, layer="features")

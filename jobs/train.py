@@ -19,6 +19,8 @@ from jobcast.models import registry, task_models as tasks
 from jobcast.sources import day_bounds
 from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest
 
+from jobs.extract import provenance
+
 log = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 30
@@ -197,6 +199,8 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
                 "logical_date": ctx.ds, "window_days": window_days, "holdout_days": holdout_days,
                 "features": schema.columns, "params": params, "metrics": metrics, **extras, "profile": inputs,
                 "sampling": data.sampling,
+                # Which window days are the board as it was, and which were rebuilt later from edited rows.
+                "snapshots": provenance(settings, [name.removeprefix("dt=") for name in versions]),
                 "data_version": data_version, "feature_partitions": versions, "code_version": code_version,
                 "run_id": ctx.run_id,
             }

@@ -2,7 +2,9 @@
 
 Days already built are kept (each day's partitions are idempotent outputs of that day's run), so a daily
 training run only adds the newest day. Features built by older feature code (FEATURES_VERSION) or with
-other features.text params are rebuilt; --force rebuilds every day (e.g. after the source data changed).
+other features.text params are rebuilt; --force rebuilds every day's features. Raw snapshots are never
+re-taken (jobs/extract.py: they are the day as it was); a day that has none is extracted now and recorded
+as reconstructed; `refresh=True` (--refresh) re-takes every day's snapshot on purpose.
 """
 
 from __future__ import annotations
@@ -33,20 +35,22 @@ def current(settings, features_dir) -> bool:
     return m.get("features_version") == FEATURES_VERSION and m.get("text") == features.text_spec(settings).to_dict()
 
 
-def run(ctx: RunContext, *, days: int | None = None, force: bool = False) -> StepResult:
+def run(ctx: RunContext, *, days: int | None = None, force: bool = False, refresh: bool = False) -> StepResult:
     settings = ctx.settings
     days = days or window_days(settings)
     with timed_step("window", ctx) as res:
-        built = 0
+        built, modes = 0, {}
         for i in reversed(range(days)):
             day = RunContext(ctx.logical_date - dt.timedelta(days=i), settings, run_id=ctx.run_id)
-            have_raw = all(partition(settings.data_dir, "raw", t, date=day.ds).is_dir() for t in ("job_postings", "events"))
+            have_raw = extract.snapshot(settings, day.ds) is not None
             have_features = current(settings, partition(settings.data_dir, "features", date=day.ds))
-            if force or not have_raw:
-                extract.run(day)
-            if force or not have_raw or not have_features:
+            if refresh or not have_raw:
+                extract.run(day, refresh=refresh)
+            if force or refresh or not have_raw or not have_features:
                 features.run(day)
                 built += 1
+            mode = extract.snapshot(settings, day.ds)["job_postings"].get("mode", "unknown")
+            modes[mode] = modes.get(mode, 0) + 1
         res.rows = days
-        res.metrics.update(days=days, built=built)
+        res.metrics.update(days=days, built=built, snapshots=modes)
     return res

@@ -151,6 +151,8 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
         kwargs["model_version"] = pinned
     if step == "score" and params.get("full_rescore"):
         kwargs["full"] = True
+    if step == "extract" and params.get("refresh_snapshot"):
+        kwargs["refresh"] = True
     from jobcast.errors import is_transient
 
     try:

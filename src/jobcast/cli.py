@@ -124,6 +124,8 @@ def cmd_step(args) -> int:
         kwargs["days"] = args.days
     if getattr(args, "full", False):
         kwargs["full"] = True
+    if getattr(args, "refresh", False):
+        kwargs["refresh"] = True
     from jobcast.errors import call_with_retries
 
     result = call_with_retries(lambda: module.run(ctx, **kwargs), retries=args.retries, delay_s=args.retry_delay,
@@ -137,8 +139,8 @@ def cmd_run(args) -> int:
 
     ctx = _ctx(args)
     print(f"jobcast run {ctx.ds} (run_id={ctx.run_id})")
-    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force, full=args.full, retries=args.retries,
-        retry_delay_s=args.retry_delay)
+    run(ctx, tasks=tuple(args.tasks), retrain=args.train, force=args.force, full=args.full, refresh=args.refresh,
+        retries=args.retries, retry_delay_s=args.retry_delay)
     from jobcast.report import live_summary
 
     for line in live_summary(ctx.settings, tuple(args.tasks)):
@@ -385,11 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=cmd_step)
         return sp
 
-    dated("extract", "snapshot the source tables for a date to data/raw")
+    dated("extract", "snapshot the source tables for a date to data/raw (an existing snapshot is kept)").add_argument(
+        "--refresh", action="store_true",
+        help="take the snapshot again from today's source rows (recorded in its manifest); by default it is immutable")
     dated("features", "Spark: raw snapshot -> data/features")
     win = dated("window", "extract + features for every day of a training window that lacks them")
     win.add_argument("--days", type=int, help="window length (default: the longest train window in params.yaml)")
-    win.add_argument("--force", action="store_true", help="rebuild days that exist")
+    win.add_argument("--force", action="store_true", help="rebuild every day's features (from the kept snapshots)")
+    win.add_argument("--refresh", action="store_true", help="re-take every day's snapshot from today's source rows")
     dated("train", "train a model on a window of features; promote it if it passes the gate", task=True)
     sc = dated("score", "Spark: score every open posting -> data/predictions", task=True)
     sc.add_argument("--model-version")
@@ -407,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train", action="store_true", help="retrain before scoring (always done when no champion exists)")
     run.add_argument("--force", action="store_true")
     run.add_argument("--full", action="store_true", help="score every posting, none carried from the last batch")
+    run.add_argument("--refresh", action="store_true", help="re-take the date's snapshot (by default an existing one is kept)")
     run.set_defaults(fn=cmd_run)
 
     demo = sub.add_parser("demo", help="start the local DB, generate demo data, run the daily path (CLI, then Airflow)")

@@ -55,7 +55,7 @@ def test_dagbag_loads_the_daily_dag_without_errors(airflow_home):
     assert train["downstream"] == {**prepare, "validate_features": ["window"], "window": [f"train_{t}" for t in tasks],
                                    **{f"train_{t}": [] for t in tasks}}
     assert set(train["params"]) == {"tasks", "date"} and train["max_active_runs"] == 1
-    assert set(dag["params"]) == {"tasks", "date", "model_versions", "force", "dry_run", "full_rescore"}
+    assert set(dag["params"]) == {"tasks", "date", "model_versions", "force", "dry_run", "full_rescore", "refresh_snapshot"}
     assert dag["params"]["full_rescore"]["default"] is False
     assert dag["params"]["force"]["default"] is False and dag["params"]["tasks"]["default"] == ["salary", "category", "cvr"]
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["retries"] == 3

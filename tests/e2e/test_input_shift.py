@@ -28,7 +28,7 @@ def test_filed_category_missing_on_a_fifth_of_the_day_fails_the_features_gate_an
 
     with conn.cursor() as cur:  # the day to score: the board stops filing it for a fifth of its postings
         cur.execute("update app.job_postings set category = null where job_id % 5 = 0")
-    extract.run(ctx)
+    extract.run(ctx, refresh=True)  # the day as the board now files it
     features.run(ctx)
     with pytest.raises(ValidationFailed, match=r"salary model .*: category_filed null rate 0\.00 in training vs 0\.2\d today"):
         validate.run(ctx, layer="features")

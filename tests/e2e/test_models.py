@@ -115,7 +115,7 @@ def test_features_ignore_events_on_or_after_the_logical_date(settings, generated
         for i, (when, kind) in enumerate([(f"{ctx.ds} 12:00+09", "view"), (f"{ctx.ds} 12:01+09", "apply"),
                                           (f"{ctx.logical_date + dt.timedelta(days=1)} 09:00+09", "apply")] * 20):
             cur.execute("insert into app.events values (%s, %s, 1, %s, %s)", (next_id + i, job, kind, when))
-    extract.run(ctx)
+    extract.run(ctx, refresh=True)
     raw = pq.read_table(partition(settings.data_dir, "raw", "events", date=ctx.ds)).to_pandas()
     assert (raw["event_id"] >= next_id).sum() == 40  # the logical date's events are in the snapshot (labels)...
     features.run(ctx)

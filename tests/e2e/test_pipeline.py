@@ -104,7 +104,7 @@ def test_bad_source_rows_are_dropped_or_neutralised_and_counted(settings, genera
         cur.execute("update app.job_postings set title = null where job_id = %s", (a,))
         cur.execute("update app.job_postings set salary_min = -100, salary_max = 3000000 where job_id = %s", (b,))
         cur.execute("update app.job_postings set salary_min = 900000000, salary_max = 990000000 where job_id = %s", (c,))
-    extract.run(ctx)
+    extract.run(ctx, refresh=True)
     res = features.run(ctx)
     assert res.metrics == {"dropped_null_title": before["dropped_null_title"] + 1,
                            "salary_implausible": before["salary_implausible"] + 2}

@@ -1,0 +1,74 @@
+"""Point-in-time snapshots: a date's raw snapshot, once taken, is the board as it was; rebuilding the window
+never re-reads that date from today's (edited) tables. Refreshing one is explicit and recorded."""
+
+import datetime as dt
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobcast.storage import partition
+
+from conftest import SMALL_DATE, make_ctx
+from jobs import extract, train, window
+
+pytestmark = pytest.mark.e2e
+
+DAY_BEFORE = (dt.date.fromisoformat(SMALL_DATE) - dt.timedelta(days=1)).isoformat()
+
+
+def features_of(settings, ds):
+    return pq.read_table(partition(settings.data_dir, "features", date=ds)).to_pandas().set_index("job_id").sort_index()
+
+
+def manifest(settings, layer, ds, table="job_postings"):
+    path = partition(settings.data_dir, "raw", table, date=ds) if layer == "raw" else partition(settings.data_dir, layer, date=ds)
+    return json.loads((path / "_manifest.json").read_text())
+
+
+def test_editing_a_category_after_a_date_does_not_change_that_dates_features_when_the_window_is_rebuilt(
+        settings, generated, conn):
+    ctx = make_ctx(settings)
+    window.run(ctx, days=2)
+    before = features_of(settings, DAY_BEFORE)
+    job = int(before.index[before["category_filed"].notna()][0])
+    old = before.loc[job, "category_filed"]
+    # On a later day the employer refiles the posting; the board's table now says so, with the time of the edit.
+    with conn.cursor() as cur:
+        cur.execute("alter table app.job_postings add column updated_at timestamptz")
+        cur.execute("update app.job_postings set category = 'edited later', updated_at = now() where job_id = %s", (job,))
+
+    rebuilt = window.run(ctx, days=2, force=True)  # features rebuilt for both days, from the kept snapshots
+    assert rebuilt.metrics["built"] == 2
+    after = features_of(settings, DAY_BEFORE)
+    assert after.loc[job, "category_filed"] == old
+    assert after.equals(before)  # the whole day is as it was, not just that posting
+    again = extract.run(make_ctx(settings, DAY_BEFORE))  # a backfill's extract reuses the snapshot too
+    assert again.metrics["reused"] is True
+
+    # The first snapshots were taken long after their days (a first window on a board): recorded as such.
+    m = manifest(settings, "raw", DAY_BEFORE)
+    assert m["mode"] == "reconstructed" and m["lag_hours"] > 36 and "refreshed" not in m
+    assert manifest(settings, "features", DAY_BEFORE)["snapshot_mode"] == "reconstructed"
+    assert rebuilt.metrics["snapshots"] == {"reconstructed": 2}
+
+    # Re-taking a snapshot is explicit, and recorded with what it replaced.
+    old_version = extract.run(make_ctx(settings, DAY_BEFORE)).ids["job_postings_version"]
+    window.run(ctx, days=2, refresh=True)
+    refreshed = features_of(settings, DAY_BEFORE)
+    assert refreshed.loc[job, "category_filed"] == "edited later"
+    m = manifest(settings, "raw", DAY_BEFORE)
+    assert len(m["refreshed"]) == 1 and m["refreshed"][0]["replaced_version"].startswith(old_version)
+    assert m["refreshed"][0]["run_id"] == ctx.run_id
+    assert m["edited_after_day_end"] == 1  # updated_at says which postings changed after the day
+
+
+def test_the_model_records_which_window_days_were_reconstructed(settings, champions):
+    from jobcast.models import registry
+
+    ctx = make_ctx(settings)
+    out = train.run(ctx, task="cvr")
+    meta = registry.read_metadata(registry.version_dir(settings, "cvr", out.ids["model_version"]))
+    snaps = meta["snapshots"]
+    assert sum(snaps["modes"].values()) == meta["window_days"]
+    assert snaps["not_point_in_time"] and snaps["not_point_in_time"][-1] == SMALL_DATE
