@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,8 +279,8 @@ case("corrupt predictions part file", "predictions part overwritten after valida
      "exit 2: changed after validation; live unchanged")(_tamper(f"data/predictions/salary/dt={DATE}/part-*.parquet", "garbage",
                                                                    ["publish", "--task", "salary", "--date", DATE], "changed after validation"))
 case("truncated model file", "the champion's booster file cut to a third; `jobcast score`",
-     "exit 2: ModelError naming the file")(_tamper("models/salary/2*/booster*.txt", "truncate",
-                                                   ["score", "--task", "salary", "--date", DATE, "--full"], "booster"))
+     "exit 2: ModelError naming the file")(_tamper("models/salary/2*/model.txt", "truncate",
+                                                   ["score", "--task", "salary", "--date", DATE, "--full"], "model.txt"))
 case("corrupt raw snapshot", "raw postings part overwritten with garbage; `jobcast features`",
      "exit 2 naming the file")(_tamper(f"data/raw/job_postings/dt={DATE}/part-00000.parquet", "garbage",
                                        ["features", "--date", DATE], "part-00000"))
@@ -541,7 +540,8 @@ case("full disk writing predictions", "a tmpfs with 64 kB to spare over data/pre
       "one publishes; the other publishes after it or fails as busy (exit 75)", publishes={"salary"})
 def _two_publishes(c):
     a, b = start("publish", "--task", "salary", "--date", DATE), start("publish", "--task", "salary", "--date", DATE)
-    outs = [p.communicate(timeout=300)[0] for p in (a, b)]
+    for p in (a, b):
+        p.communicate(timeout=300)
     rcs = sorted([a.returncode, b.returncode])
     return f"exit codes {rcs}", rcs in ([0, 0], [0, 75])
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import io
 import socket
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -153,7 +152,7 @@ def main() -> None:
 
             t_copy = bare_copy(url, tmp / "b1")
             t0 = time.perf_counter()
-            out = publish(factory, tmp / "b1", info)
+            publish(factory, tmp / "b1", info)
             t_pub = time.perf_counter() - t0
             sub = df.iloc[: args.to_sql_rows]
             t_sql = to_sql(url, sub, None)

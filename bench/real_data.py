@@ -201,7 +201,7 @@ def main() -> int:
     cluster = cluster_for(settings)
     cluster.start()
     rows = [run_board(b, args.data, cluster) for b in BOARDS if not args.only or b.name in args.only]
-    print(f"| board | classes | test rows | jobcast accuracy | baseline accuracy | diff | goal | jobcast macro-F1 | baseline macro-F1 | final model | run s |")
+    print("| board | classes | test rows | jobcast accuracy | baseline accuracy | diff | goal | jobcast macro-F1 | baseline macro-F1 | final model | run s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         goal = f">= {r['goal']:.2f} {'met' if r['accuracy'] >= r['goal'] else 'MISSED'}" if r["goal"] else ""

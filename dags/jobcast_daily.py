@@ -5,7 +5,7 @@ parsing this file does no work). Each step is idempotent per date, so retries an
 """
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from jobcast import TASKS

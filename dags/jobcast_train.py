@@ -4,7 +4,7 @@ Wiring only, like jobcast_daily. The train step logs (and returns in XCom) why i
 """
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from jobcast import TASKS

@@ -12,7 +12,7 @@ import logging
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
 from jobcast.sources import day_bounds
-from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
+from jobcast.storage import atomic_dir, check_parquet, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,35 @@ def text_spec(settings):
         raise ConfigError(f"params.yaml: {exc}") from exc
 
 
-def run(ctx: RunContext) -> StepResult:
+def recipe(settings, ds: str) -> str:
+    """What a day's features are a function of: the snapshot (immutable, jobs/extract.py), the feature code and
+    the params it reads. Same recipe, same features: a retry, a backfill or a window rebuild reuses them."""
+    import hashlib
+    import json
+
+    from jobcast.features.transforms import FEATURES_VERSION
+
+    parts = {name: partition(settings.data_dir, "raw", name, date=ds) for name in ("job_postings", "events")}
+    return hashlib.sha256(json.dumps({
+        "features_version": FEATURES_VERSION, "text": text_spec(settings).to_dict(), "clean": settings.param("clean"),
+        "smoothing": settings.param("features.rate_smoothing_views"), "timezone": settings.param("run.timezone"),
+        **{name: dir_hash(p) for name, p in parts.items()},
+    }, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reusable(settings, ds: str) -> dict | None:
+    """The manifest of ds's features when they are current (same recipe) and intact (same content), else None."""
+    from jobcast.features.transforms import FEATURES_VERSION
+
+    final = partition(settings.data_dir, "features", date=ds)
+    m = read_manifest(final) if final.is_dir() else {}
+    if (m.get("features_version") == FEATURES_VERSION and m.get("recipe") == recipe(settings, ds)
+            and m.get("content_version") == dir_hash(final)):
+        return m
+    return None
+
+
+def run(ctx: RunContext, *, force: bool = False) -> StepResult:
     from jobcast.features.transforms import FEATURES_VERSION, CleanRules, clean_postings, event_features, posting_features
 
     settings = ctx.settings
@@ -37,11 +65,22 @@ def run(ctx: RunContext) -> StepResult:
     for path in (raw, raw_events):
         if not path.is_dir():
             raise InputDataError(f"{path}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
+        check_parquet(path, f"`jobcast extract --date {ctx.ds} --refresh` (re-takes the snapshot from today's tables)")
     text = text_spec(settings)
     rules = CleanRules(float(settings.param("clean.salary_min_plausible")), float(settings.param("clean.salary_max_plausible")))
     day_start, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
     smoothing = float(settings.param("features.rate_smoothing_views"))
 
+    kept_manifest = None if force else reusable(settings, ctx.ds)
+    if kept_manifest is not None:
+        with timed_step("features", ctx) as res:
+            log.info("features of %s are current (same snapshot, code and params) and intact: reused; --force rebuilds",
+                     ctx.ds)
+            res.rows = int(kept_manifest["rows"])
+            res.paths["features"] = str(partition(settings.data_dir, "features", date=ctx.ds))
+            res.ids["data_version"] = kept_manifest["content_version"][:12]
+            res.metrics.update({k: kept_manifest.get(k, 0) for k in ("dropped_null_title", "salary_implausible")}, reused=True)
+        return res
     with timed_step("features", ctx) as res:
         spark = ctx.spark()
         # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread it (the
@@ -68,6 +107,7 @@ def run(ctx: RunContext) -> StepResult:
                 "features_version": FEATURES_VERSION,
                 "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts,
                 "snapshot_mode": read_manifest(raw).get("mode", "unknown"),  # jobs/extract.py: point_in_time or not
+                "recipe": recipe(settings, ctx.ds), "content_version": dir_hash(tmp),
             })
         res.rows = n
         res.paths["features"] = str(final)

@@ -21,7 +21,7 @@ from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
 from jobcast.models import registry
 from jobcast.models.task_models import OUTPUT_SCHEMA, Predictor, check_task
-from jobcast.storage import atomic_dir, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
+from jobcast.storage import atomic_dir, check_parquet, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
 from jobcast.tasks import spec
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
     feats = partition(settings.data_dir, "features", date=ctx.ds)
     if not feats.is_dir():
         raise InputDataError(f"{feats}: no features for {ctx.ds}; run `jobcast features --date {ctx.ds}` first")
+    check_parquet(feats, f"`jobcast features --date {ctx.ds} --force`")
     model_dir = registry.champion_dir(settings, task, model_version)
     meta = registry.read_metadata(model_dir)
     feat_manifest = read_manifest(feats)

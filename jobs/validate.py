@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import ConfigError, InputDataError, ValidationFailed
 from jobcast.sources import day_bounds
-from jobcast.storage import dir_hash, partition, read_manifest
+from jobcast.storage import check_parquet, dir_hash, partition, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def frame(ctx: RunContext, path: Path, columns: list[str] | None = None):
     """A partition to validate: a Spark DataFrame from validate.spark_min_rows rows up (GX computes its metrics in
     Spark; a big board's tables never reach pandas), pandas below (GX on Spark pays about a Spark job per
     expectation, seconds a suite, for tables that fit in memory many times over)."""
+    check_parquet(path, f"rerun the step that wrote {path.parent.name}/{path.name}")
     rows = read_manifest(path).get("rows")
     if rows is None or int(rows) >= int(ctx.settings.param("validate.spark_min_rows")):
         df = ctx.spark().read.parquet(str(path))
@@ -331,6 +332,7 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     # The suite checks what publish copies; the feature hash is scoring's own bookkeeping (jobs/score.py).
     from jobs.score import FEATURE_HASH
 
+    check_parquet(preds, f"`jobcast score --task {task} --date {ctx.ds} --full`")
     table = pq.read_table(preds)
     table = table.drop_columns([FEATURE_HASH]) if FEATURE_HASH in table.column_names else table
     df, params = prediction_parameters(settings, task, preds, manifest, table.to_pandas())

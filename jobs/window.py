@@ -1,8 +1,9 @@
 """window: make sure every day of a training window has its raw snapshot and features (extract + features).
 
 Days already built are kept (each day's partitions are idempotent outputs of that day's run), so a daily
-training run only adds the newest day. Features built by older feature code (FEATURES_VERSION) or with
-other features.text params are rebuilt; --force rebuilds every day's features. Raw snapshots are never
+training run only adds the newest day. Features whose recipe changed (the snapshot, FEATURES_VERSION, or
+the params they read: jobs/features.recipe) or whose files changed are rebuilt; --force rebuilds every day's
+features. Raw snapshots are never
 re-taken (jobs/extract.py: they are the day as it was); a day that has none is extracted now and recorded
 as reconstructed; `refresh=True` (--refresh) re-takes every day's snapshot on purpose.
 """
@@ -13,7 +14,6 @@ import datetime as dt
 import logging
 
 from jobcast.context import RunContext, StepResult, timed_step
-from jobcast.storage import partition, read_manifest
 
 from jobs import extract, features
 
@@ -27,14 +27,6 @@ def window_days(settings, task: str | None = None) -> int:
     return max([int(train["window_days"])] + [int(train[t].get("window_days", 0)) for t in tasks if t in train])
 
 
-def current(settings, features_dir) -> bool:
-    """A features partition built by this feature code with today's params."""
-    from jobcast.features.transforms import FEATURES_VERSION
-
-    m = read_manifest(features_dir)
-    return m.get("features_version") == FEATURES_VERSION and m.get("text") == features.text_spec(settings).to_dict()
-
-
 def run(ctx: RunContext, *, days: int | None = None, force: bool = False, refresh: bool = False) -> StepResult:
     settings = ctx.settings
     days = days or window_days(settings)
@@ -43,11 +35,11 @@ def run(ctx: RunContext, *, days: int | None = None, force: bool = False, refres
         for i in reversed(range(days)):
             day = RunContext(ctx.logical_date - dt.timedelta(days=i), settings, run_id=ctx.run_id)
             have_raw = extract.snapshot(settings, day.ds) is not None
-            have_features = current(settings, partition(settings.data_dir, "features", date=day.ds))
+            have_features = features.reusable(settings, day.ds) is not None
             if refresh or not have_raw:
                 extract.run(day, refresh=refresh)
             if force or refresh or not have_raw or not have_features:
-                features.run(day)
+                features.run(day, force=True)
                 built += 1
             mode = extract.snapshot(settings, day.ds)["job_postings"].get("mode", "unknown")
             modes[mode] = modes.get(mode, 0) + 1

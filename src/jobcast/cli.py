@@ -390,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     dated("extract", "snapshot the source tables for a date to data/raw (an existing snapshot is kept)").add_argument(
         "--refresh", action="store_true",
         help="take the snapshot again from today's source rows (recorded in its manifest); by default it is immutable")
-    dated("features", "Spark: raw snapshot -> data/features")
+    dated("features", "Spark: raw snapshot -> data/features (reused when current and intact)").add_argument(
+        "--force", action="store_true", help="rebuild even when the features are current")
     win = dated("window", "extract + features for every day of a training window that lacks them")
     win.add_argument("--days", type=int, help="window length (default: the longest train window in params.yaml)")
     win.add_argument("--force", action="store_true", help="rebuild every day's features (from the kept snapshots)")

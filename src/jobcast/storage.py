@@ -21,11 +21,23 @@ def partition(base: Path, *parts: str, date: str) -> Path:
 
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a sibling temp dir; on success it replaces `final`, so readers and retries never see half a write."""
+    """Yield a sibling temp dir; on success it replaces `final`, so readers and retries never see half a write.
+
+    The replacement is one atomic exchange (renameat2) where the kernel offers it: a process killed at any
+    instant leaves either the old directory or the new one at `final`, never neither. Elsewhere it is two
+    renames, and a kill between them leaves the old one as `.old-<name>-*`, which the next write puts back.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():  # a kill between the two renames of the fallback: restore what was there
+        leftovers = sorted(final.parent.glob(f".old-{final.name}-*"), key=lambda p: p.stat().st_mtime)
+        if leftovers:
+            os.replace(leftovers[-1], final)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
+        if final.exists() and _exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old content
+            return
         old = None
         if final.exists():
             old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -71,6 +83,40 @@ def dir_hash(directory: Path) -> str:
         h.update(str(f.relative_to(directory)).encode())
         h.update(hashlib.md5(f.read_bytes()).hexdigest().encode())
     return h.hexdigest()
+
+
+def check_parquet(directory: Path, rebuild: str) -> None:
+    """Every Parquet part of a partition opens (its footer and schema read): a damaged or truncated file is an
+    error naming that file and how to rebuild it, not a stack trace from deep inside Spark or Arrow."""
+    import pyarrow.parquet as pq
+
+    from jobcast.errors import InputDataError
+
+    for f in sorted(directory.glob("*.parquet")):
+        try:
+            pq.ParquetFile(f).schema_arrow
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ... for a bad file
+            raise InputDataError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                                 f"expected the output of a completed step; rebuild it: {rebuild}") from exc
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where that is unsupported."""
+    import ctypes
+    import errno
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def parquet_rows(directory: Path) -> int:

@@ -11,7 +11,7 @@ from jobcast.errors import InputDataError, PublishError, ValidationFailed
 from jobcast.storage import partition
 
 from conftest import SMALL_DATE, make_ctx
-from jobs import extract, features, publish, run, score, train, validate
+from jobs import extract, features, publish, run, score, validate
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,6 @@
 
 import threading
 
-import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -305,7 +305,6 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     pd_cvr = (1 - after) * pd_cvr0 + after * pd_cvr1
     views = rng.poisson(MEAN_VIEWS_PER_DAY * popularity[pd_job])
     v_job = np.repeat(pd_job, views)
-    v_day = np.repeat(pd_day, views)
     lo = np.repeat(pd_lo, views)
     hi = np.repeat(pd_hi, views)
     v_time = lo + rng.random(len(v_job)) * np.maximum(hi - lo, 0)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ import pandas as pd
 from jobcast.errors import ModelError
 from jobcast.models.matrix import FeatureSchema
 from jobcast.tasks import SPECS
+
+if TYPE_CHECKING:
+    from jobcast.models.text_model import TextModel
 
 TASKS = tuple(SPECS)
 QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
@@ -323,10 +326,25 @@ class Predictor:
         for f in (info_file, schema_file):
             if not f.is_file():
                 raise ModelError(f"{directory}: {f.name} missing; expected a model version written by `jobcast train`")
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-        boosters = {name: lgb.Booster(model_file=str(directory / f"{name}.txt")) for name in info["boosters"]}
-        schema = FeatureSchema.from_dict(json.loads(schema_file.read_text(encoding="utf-8")))
-        text_models = {name: TextModel.load(directory / d["file"]) for name, d in info.get("text_models", {}).items()}
+        reading = info_file
+        try:  # a damaged version (truncated file, bad JSON) is a ModelError naming the file, not a stack trace
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+            boosters = {}
+            for name in info["boosters"]:
+                reading = directory / f"{name}.txt"
+                boosters[name] = lgb.Booster(model_file=str(reading))
+            reading = schema_file
+            schema = FeatureSchema.from_dict(json.loads(schema_file.read_text(encoding="utf-8")))
+            text_models = {}
+            for name, d in info.get("text_models", {}).items():
+                reading = directory / d["file"]
+                text_models[name] = TextModel.load(reading)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - LightGBM, JSON, NumPy and KeyError all mean a damaged version
+            raise ModelError(f"{reading}: cannot load model version {directory.name} ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}); its files are damaged or incomplete; score with "
+                             f"another version (--model-version) or retrain (`jobcast train --task {task}`)") from exc
         return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
 
     def matrix(self, df: pd.DataFrame, counts=None):
