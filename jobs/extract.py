@@ -44,6 +44,7 @@ def _read_query(cur, query_text: str, params: dict, schema: str, types: dict[str
         buf,
         convert_options=pacsv.ConvertOptions(
             column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+            null_values=[""],  # COPY's NULL; never "n/a", "NULL", "NaN", ... (pyarrow's defaults), which are data
             include_columns=list(types),
         ),
     )
@@ -75,6 +76,33 @@ def provenance(settings, dates) -> dict:
     return out
 
 
+_TYPE_FAMILIES = {  # PostgreSQL types each contract column may have (information_schema.columns.data_type)
+    "integer": {"bigint", "integer", "smallint"},
+    "text": {"text", "character varying", "character", "name"},
+    "timestamptz": {"timestamp with time zone"},
+}
+
+
+def _family(t: pa.DataType) -> str:
+    return "integer" if pa.types.is_integer(t) else "timestamptz" if pa.types.is_timestamp(t) else "text"
+
+
+def check_source_types(cur, settings) -> None:
+    """A contract column of another type (salary_min as text, posted_at without a time zone) is an error naming
+    the column, the type found and the types expected, before any row is read. Missing tables and columns are
+    named by the queries themselves."""
+    schema = settings.source_schema
+    for name, (_query, types) in SOURCES.items():
+        cur.execute("select column_name, data_type from information_schema.columns where table_schema = %s "
+                    "and table_name = %s", (schema, name))
+        found = dict(cur.fetchall())
+        for col, t in types.items():
+            family = _family(t)
+            if col in found and found[col] not in _TYPE_FAMILIES[family]:
+                raise InputDataError(f"{schema}.{name}.{col}: type {found[col]}; expected {family} "
+                                     f"({' / '.join(sorted(_TYPE_FAMILIES[family]))}) as in docs/source-contract.md")
+
+
 def _edited_after(cur, settings, day_end) -> int | None:
     """Open postings whose optional `updated_at` is after the end of the day (None: the source has no such column)."""
     from psycopg2 import sql
@@ -93,7 +121,7 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
     settings = ctx.settings
     tz = settings.param("run.timezone")
     day_start, day_end = day_bounds(ctx.logical_date, tz)
-    lookback = int(settings.param("features.event_window_days"))
+    lookback = settings.param_number("features.event_window_days", int)
     events_since, _ = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)
     existing = snapshot(settings, ctx.ds)
     if existing is not None and not refresh:
@@ -112,7 +140,7 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
     with timed_step("extract", ctx) as res:
         taken_at = dt.datetime.now(dt.timezone.utc)
         lag_h = (taken_at - day_end).total_seconds() / 3600
-        mode = "point_in_time" if 0 <= lag_h <= float(settings.param("extract.point_in_time_hours")) else (
+        mode = "point_in_time" if 0 <= lag_h <= settings.param_number("extract.point_in_time_hours", float) else (
             "before_day_end" if lag_h < 0 else "reconstructed")
         conn = connect(settings, application_name="jobcast-extract")
         try:
@@ -121,6 +149,7 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
             with conn.cursor() as cur:
                 cur.execute("set time zone 'UTC'")
                 tables = {}
+                check_source_types(cur, settings)
                 edited = _edited_after(cur, settings, day_end)
                 for name, (query_file, types) in SOURCES.items():
                     text = (settings.root / "sql" / "queries" / query_file).read_text(encoding="utf-8")

@@ -67,9 +67,9 @@ def run(ctx: RunContext, *, force: bool = False) -> StepResult:
             raise InputDataError(f"{path}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
         check_parquet(path, f"`jobcast extract --date {ctx.ds} --refresh` (re-takes the snapshot from today's tables)")
     text = text_spec(settings)
-    rules = CleanRules(float(settings.param("clean.salary_min_plausible")), float(settings.param("clean.salary_max_plausible")))
+    rules = CleanRules(settings.param_number("clean.salary_min_plausible", float), settings.param_number("clean.salary_max_plausible", float))
     day_start, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
-    smoothing = float(settings.param("features.rate_smoothing_views"))
+    smoothing = settings.param_number("features.rate_smoothing_views", float)
 
     kept_manifest = None if force else reusable(settings, ctx.ds)
     if kept_manifest is not None:

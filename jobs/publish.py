@@ -59,7 +59,7 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
             BatchInfo(task=task, logical_date=ctx.ds, model_version=manifest.get("model_version", "unknown"),
                       data_version=version, run_id=ctx.run_id, validation_success=True,
                       report_path=verdict.get("report_path")),
-            force=force, keep=int(settings.param("publish.keep_batches")),
+            force=force, keep=settings.param_number("publish.keep_batches", int),
         )
         log.info("%s batch %s for %s: %s", task, out["batch_id"], ctx.ds, out["message"])
         receipt = settings.reports_dir / "published" / task / f"dt={ctx.ds}.json"

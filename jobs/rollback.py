@@ -29,6 +29,6 @@ def cleanup(settings: Settings, *, task: str) -> dict:
 
     conn = connect(settings, application_name="jobcast-cleanup")
     try:
-        return store_cleanup(conn, task, keep=int(settings.param("publish.keep_batches")))
+        return store_cleanup(conn, task, keep=settings.param_number("publish.keep_batches", int))
     finally:
         conn.close()

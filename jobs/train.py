@@ -157,8 +157,8 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     settings = ctx.settings
     params = dict(settings.param(f"train.{task}"))
     window_days = int(params.get("window_days", settings.param("train.window_days")))
-    holdout_days = int(settings.param("train.holdout_days"))
-    tolerance = float(settings.param("train.gate_tolerance"))
+    holdout_days = settings.param_number("train.holdout_days", int)
+    tolerance = settings.param_number("train.gate_tolerance", float)
 
     with timed_step("train", ctx, task) as res:
         data = load_training(ctx, task, window_days, holdout_days, max_rows=_cap(params.get("max_rows"), f"train.{task}.max_rows"),
@@ -203,6 +203,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
                 "snapshots": provenance(settings, [name.removeprefix("dt=") for name in versions]),
                 "data_version": data_version, "feature_partitions": versions, "code_version": code_version,
                 "run_id": ctx.run_id,
+                "files": registry.file_digests(tmp),  # checked before every load (registry.verify_files)
             }
             (tmp / registry.METADATA).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
 

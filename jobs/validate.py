@@ -44,7 +44,7 @@ def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.Data
     settings = ctx.settings
     outcome = validate_dataframe(df, settings.root / "expectations" / f"{suite}.json", settings.reports_dir,
                                  batch_name=f"{subject}/dt={ctx.ds}", parameters=params, run_name=ctx.run_id,
-                                 keep_history=int(settings.param("validate.data_docs_keep_runs")))
+                                 keep_history=settings.param_number("validate.data_docs_keep_runs", int))
     also_failed = list(also_failed or [])
     verdict = {
         "subject": subject, "suite": outcome.suite, "logical_date": ctx.ds, "success": outcome.success and not also_failed,
@@ -89,9 +89,9 @@ def validate_raw(ctx: RunContext) -> list[dict]:
     postings = with_seconds_before(ctx, frame(ctx, post_dir), "posted_at", day_end)
     prev = read_manifest(partition(settings.data_dir, "raw", "job_postings",
                                    date=(ctx.logical_date - dt.timedelta(days=1)).isoformat()))
-    min_rows = max(1, int(prev.get("rows", 0) * float(settings.param("validate.raw.min_rows_vs_previous_day"))))
+    min_rows = max(1, int(prev.get("rows", 0) * settings.param_number("validate.raw.min_rows_vs_previous_day", float)))
     events = with_seconds_before(ctx, frame(ctx, ev_dir), "occurred_at", day_end)
-    max_seconds = (int(settings.param("features.event_window_days")) + 1) * 86400
+    max_seconds = (settings.param_number("features.event_window_days", int) + 1) * 86400
     types, mostly = board_employment_types(settings, ctx)
     return [
         _gate(ctx, "raw_job_postings", "raw_job_postings", post_dir, postings,
@@ -106,7 +106,7 @@ def frame(ctx: RunContext, path: Path, columns: list[str] | None = None):
     expectation, seconds a suite, for tables that fit in memory many times over)."""
     check_parquet(path, f"rerun the step that wrote {path.parent.name}/{path.name}")
     rows = read_manifest(path).get("rows")
-    if rows is None or int(rows) >= int(ctx.settings.param("validate.spark_min_rows")):
+    if rows is None or int(rows) >= ctx.settings.param_number("validate.spark_min_rows", int):
         df = ctx.spark().read.parquet(str(path))
         return df.select(*columns) if columns else df
     return pq.read_table(path, columns=columns).to_pandas()
@@ -155,8 +155,8 @@ def validate_features(ctx: RunContext) -> dict:
                     s["message"], "" if enforce else " (validate.features_shift.enforce is false: not failing)")
     return _gate(ctx, "features", "features", feat_dir, df, {
         "expected_rows": expected,
-        "salary_min_plausible": float(settings.param("clean.salary_min_plausible")),
-        "salary_max_plausible": float(settings.param("clean.salary_max_plausible")),
+        "salary_min_plausible": settings.param_number("clean.salary_min_plausible", float),
+        "salary_max_plausible": settings.param_number("clean.salary_max_plausible", float),
     }, extra={"shift": shift, "shift_enforced": enforce}, also_failed=failed)
 
 

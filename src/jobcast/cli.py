@@ -469,6 +469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, JobcastError):
             print(f"jobcast: error: {exc}", file=sys.stderr)
             return 2
+        if "No space left on device" in f"{exc!r} {exc.__cause__!r}":  # Spark wraps it in a Java stack trace
+            print(f"jobcast: error: no space left on device while running `{args.command}`; nothing already written "
+                  "was replaced (outputs are swapped in whole); free space (or set JOBCAST_DATA_DIR) and rerun",
+                  file=sys.stderr)
+            return 2
         raise
     finally:
         from jobcast.spark import stop_session

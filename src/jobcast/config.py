@@ -87,6 +87,16 @@ class Settings:
                           load_params(path("JOBCAST_PARAMS_OVERRIDE", root / "params.yaml")) if env.get("JOBCAST_PARAMS_OVERRIDE") else {}),
         )
 
+    def param_number(self, dotted: str, kind: type = float) -> Any:
+        """A numeric param: `kind` (int or float) of its value, or a ConfigError naming the key and the value."""
+        value = self.param(dotted)
+        try:
+            if isinstance(value, bool):
+                raise TypeError("a boolean")
+            return kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"params.yaml: {dotted} = {value!r}: expected {'an integer' if kind is int else 'a number'}") from exc
+
     def param(self, dotted: str) -> Any:
         node: Any = self.params
         for part in dotted.split("."):

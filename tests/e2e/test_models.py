@@ -200,6 +200,9 @@ def test_a_model_version_whose_booster_does_not_match_its_files_is_refused_not_f
     settings = champions
     copy_dir = tmp_path / "salary-version"
     shutil.copytree(registry.champion_dir(settings, "salary"), copy_dir)
+    meta = json.loads((copy_dir / "metadata.json").read_text())
+    meta.pop("files")  # written by other training code, which recorded no digests: the shape guard must still hold
+    (copy_dir / "metadata.json").write_text(json.dumps(meta))
     info = json.loads((copy_dir / "model.json").read_text())
     info.pop("booster_terms")  # as if written by training code that fed the booster no terms
     (copy_dir / "model.json").write_text(json.dumps(info))
@@ -210,6 +213,17 @@ def test_a_model_version_whose_booster_does_not_match_its_files_is_refused_not_f
     (copy_dir / "model.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match=r"stacked columns \['text_from_the_future'\] cannot be rebuilt"):
         Predictor.load("salary", copy_dir).predict(df)
+
+
+def test_a_damaged_model_file_is_refused_before_lightgbm_reads_it(champions, tmp_path):
+    import shutil
+
+    copy_dir = tmp_path / "salary-version"
+    shutil.copytree(registry.champion_dir(champions, "salary"), copy_dir)
+    booster = copy_dir / "model.txt"
+    booster.write_bytes(booster.read_bytes()[:1000])  # truncated: LightGBM itself would abort the process
+    with pytest.raises(ModelError, match=r"model.txt: model version .* is damaged \(model.txt changed since training\)"):
+        Predictor.load("salary", copy_dir)
 
 
 @pytest.mark.parametrize("task", ["salary", "category"])

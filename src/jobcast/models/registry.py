@@ -24,6 +24,30 @@ def version_dir(settings: Settings, task: str, version: str) -> Path:
     return task_dir(settings, task) / version
 
 
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 of every file a version holds except its metadata: recorded at training, checked before loading
+    (LightGBM aborts the whole process on a truncated model file instead of raising)."""
+    import hashlib
+
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(path.iterdir())
+            if f.is_file() and f.name != METADATA}
+
+
+def verify_files(path: Path) -> None:
+    """Refuse a version whose files differ from the digests recorded when it was trained (damaged, truncated,
+    half copied). Versions from before the digests were recorded are not checked."""
+    meta = path / METADATA
+    recorded = json.loads(meta.read_text(encoding="utf-8")).get("files") if meta.is_file() else None
+    if not recorded:
+        return
+    actual = file_digests(path)
+    bad = sorted(n for n, h in recorded.items() if actual.get(n) != h)
+    if bad:
+        raise ModelError(f"{path / bad[0]}: model version {path.name} is damaged ({', '.join(bad)} "
+                         f"{'missing or ' if any(n not in actual for n in bad) else ''}changed since training); "
+                         "score with another version (--model-version) or retrain")
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     meta = path / METADATA
     if not meta.is_file():

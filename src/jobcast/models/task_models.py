@@ -326,6 +326,9 @@ class Predictor:
         for f in (info_file, schema_file):
             if not f.is_file():
                 raise ModelError(f"{directory}: {f.name} missing; expected a model version written by `jobcast train`")
+        from jobcast.models.registry import verify_files
+
+        verify_files(directory)
         reading = info_file
         try:  # a damaged version (truncated file, bad JSON) is a ModelError naming the file, not a stack trace
             info = json.loads(info_file.read_text(encoding="utf-8"))
