@@ -222,7 +222,7 @@ BAD_SOURCES = [
                         "from app.job_postings", None, "prefecture"),
     ("null job_id", "select case when job_id % 11 = 0 then null else job_id end as job_id, company_id, title, description, "
                     "prefecture, employment_type, category, salary_min, salary_max, posted_at, closed_at from app.job_postings",
-     None, "job_id"),
+     None, "null job_id"),
     ("source collapsed", "select * from app.job_postings where job_id % 10 = 0", None, "expect_table_row_count_to_be_between"),
     ("no open postings", "select * from app.job_postings where false", None, "no open postings"),
     ("events table missing", None, "__drop__", "events\" does not exist"),
@@ -360,6 +360,40 @@ def _bad_params(c):
 @case("bad spark conf", "JOBCAST_SPARK_CONF=oops", "exit 2 naming the item")
 def _bad_spark_conf(c):
     return expect_error(jobcast("features", "--date", DATE, env={"JOBCAST_SPARK_CONF": "oops"}), "JOBCAST_SPARK_CONF")
+
+
+@case("unknown prediction task", "`jobcast score --task salary_v2`", "exit 2 listing the tasks")
+def _unknown_task(c):
+    return expect_error(jobcast("score", "--task", "salary_v2", "--date", DATE), "invalid choice")
+
+
+@case("bad database port", "JOBCAST_PG_PORT=abc", "exit 2 naming the variable")
+def _bad_port(c):
+    return expect_error(jobcast("batches", env={"JOBCAST_PG_PORT": "abc"}), "JOBCAST_PG_PORT")
+
+
+@case("publish with no predictions", "`jobcast publish` for a date never scored", "exit 2: run score first")
+def _no_preds(c):
+    return expect_error(jobcast("publish", "--task", "cvr", "--date", "2026-09-03"), "jobcast score --task cvr")
+
+
+@case("source: blank titles and reversed salaries", "a source view with 1 in 13 titles blank and 1 in 17 salary ranges "
+      "reversed; `jobcast run --refresh`", "handled as documented: dropped / not a label, counted; the run publishes",
+      publishes=set(TASKS), refreshes={f"dt={DATE}"})
+def _handled_rows(c):
+    env = source_schema("messy", "select job_id, company_id, case when job_id % 13 = 0 then ' ' else title end as title, "
+                                 "description, prefecture, employment_type, category, case when job_id % 17 = 0 then "
+                                 "salary_max else salary_min end as salary_min, case when job_id % 17 = 0 then salary_min "
+                                 "else salary_max end as salary_max, posted_at, closed_at from app.job_postings")
+    try:
+        proc = jobcast("run", "--date", DATE, "--refresh", env=env)
+        feats = json.loads((DATA / "features" / f"dt={DATE}" / "_manifest.json").read_text())
+        return (f"rc={proc.returncode}; dropped_null_title={feats.get('dropped_null_title')}, "
+                f"salary_implausible={feats.get('salary_implausible')}",
+                proc.returncode == 0 and feats.get("dropped_null_title", 0) > 0 and feats.get("salary_implausible", 0) > 0)
+    finally:
+        sql("drop schema if exists messy cascade")
+        restore_snapshot()
 
 
 @case("missing features partition", "`jobcast score` for a date with no features", "exit 2: run features first")

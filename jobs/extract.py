@@ -176,6 +176,10 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
         where = f"{settings.source_schema}.job_postings as of {day_end.isoformat()}"
         if postings.num_rows == 0:
             raise InputDataError(f"{where}: no open postings (posted_at < day end, not closed); expected at least one")
+        nulls = postings["job_id"].null_count
+        if nulls:
+            raise InputDataError(f"{where}: {nulls} open postings with a null job_id; expected job_id not null (the key of "
+                                 "every prediction)")
         counts = pc.value_counts(postings["job_id"])
         dupes = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1]
         if dupes:

@@ -32,6 +32,21 @@ def check_drift_verdict(settings, task: str, ds: str, preds, verdict: dict) -> N
                            f"report: {drift.get('report_path')}")
 
 
+def check_features_verdict(settings, ds: str, preds, manifest: dict) -> None:
+    """The features gate passed for exactly the features this batch was scored from."""
+    feats = read_verdict(settings, "features", ds)
+    again = f"run `jobcast validate --date {ds} --layer features`, then score and validate again"
+    if feats is None:
+        raise PublishError(f"{preds}: the features gate has not run for {ds} ({verdict_path(settings, 'features', ds)} "
+                           f"missing); nothing published; {again}")
+    if not feats["success"]:
+        raise PublishError(f"{preds}: the features gate failed for {ds}; nothing published; report: {feats.get('report_path')}")
+    scored_from = manifest.get("features_version")
+    if scored_from and feats.get("content_version") != scored_from:
+        raise PublishError(f"{preds}: scored from features {scored_from[:12]}, but the features gate passed "
+                           f"{str(feats.get('content_version'))[:12]}; nothing published; {again}")
+
+
 def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepResult:
     from jobcast.publish.store import BatchInfo, publish
 
@@ -53,6 +68,7 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
                            f"{verdict['content_version'][:12]}); validate again")
     check_drift_verdict(settings, task, ctx.ds, preds, verdict)
     manifest = read_manifest(preds)
+    check_features_verdict(settings, ctx.ds, preds, manifest)
     with timed_step("publish", ctx, task) as res:
         out = publish(
             lambda: connect(settings, application_name="jobcast-publish"), preds,

@@ -469,7 +469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, JobcastError):
             print(f"jobcast: error: {exc}", file=sys.stderr)
             return 2
-        if "No space left on device" in f"{exc!r} {exc.__cause__!r}":  # Spark wraps it in a Java stack trace
+        chain, e = [], exc
+        while e is not None and len(chain) < 10:
+            chain.append(f"{e!r} {e}")
+            e = e.__cause__ or e.__context__
+        if "No space left on device" in " ".join(chain):  # Spark wraps it in a Java stack trace
             print(f"jobcast: error: no space left on device while running `{args.command}`; nothing already written "
                   "was replaced (outputs are swapped in whole); free space (or set JOBCAST_DATA_DIR) and rerun",
                   file=sys.stderr)

@@ -37,7 +37,7 @@ def test_db_url_and_status_report_the_configured_server(settings, db_url):
 
 def test_dvc_sees_every_step_as_a_stage(settings):
     proc = subprocess.run([DVC, "dag", "--dot"], capture_output=True, text=True, cwd=REPO, check=True)
-    stages = ["database", "generate", "window", "quality"]
+    stages = ["database", "generate", "window", "validate_inputs", "quality"]
     for task in ("salary", "category", "cvr"):
         stages += [f"train@{task}", f"score@{task}", f"validate@{task}", f"publish@{task}"]
     for stage in stages:

@@ -132,3 +132,27 @@ def test_a_normal_rerun_passes_the_drift_gate_and_one_whose_drift_gate_errors_is
     with pytest.raises(PublishError, match=r"the drift gate did not complete in validation run test__"):
         publish.run(make_ctx(settings), task="salary")
     assert live_batches(conn) == before
+
+
+def test_a_batch_is_publishable_only_after_the_features_gate_passed_on_the_features_it_was_scored_from(
+        settings, champions, conn):
+    from jobcast.errors import PublishError
+    from jobs import publish, score
+
+    ctx = make_ctx(settings)
+    score.run(ctx, task="cvr", full=True)
+    validate.run(ctx, task="cvr")  # predictions and drift gates pass
+    with pytest.raises(PublishError, match="the features gate has not run"):
+        publish.run(ctx, task="cvr")
+    validate.run(ctx, layer="features")
+    f = next(partition(settings.data_dir, "features", date=SMALL_DATE).glob("*.parquet"))
+    t = pq.read_table(f)
+    i = t.column_names.index("views_28d")  # the features change after the batch was scored (still plausible)
+    pq.write_table(t.set_column(i, "views_28d", pc.add(t["views_28d"], pa.scalar(1, t["views_28d"].type))), f)
+    validate.run(ctx, layer="features")  # and pass their gate as they now are
+    with pytest.raises(PublishError, match="scored from features .* but the features gate passed"):
+        publish.run(ctx, task="cvr")
+    assert live_batches(conn)[0] == 0  # nothing reached the views
+    score.run(ctx, task="cvr", full=True)
+    validate.run(ctx, task="cvr")
+    assert publish.run(ctx, task="cvr").ids["status"] == "published"

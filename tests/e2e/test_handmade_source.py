@@ -65,6 +65,7 @@ def test_models_train_and_score_on_a_hand_made_board_that_is_not_the_generators(
     board = dataclasses.replace(settings, source_schema="board")  # JOBCAST_SOURCE_SCHEMA=board
     ctx = make_ctx(board, DAY.isoformat())
     window.run(ctx)
+    validate.run(ctx, layer="features")
     for task in TASKS:
         res = train.run(ctx, task=task)
         assert res.ids["promoted"], res.metrics

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 def test_three_models_are_registered_scored_validated_and_published(champions, conn, db_url):
     settings = champions  # window (6 days, tests/params-small.yaml) + train for each task, as `jobcast run` does
     ctx = make_ctx(settings)
+    validate.run(ctx, layer="features")  # publish requires every gate: features, predictions, drift
     for task in TASKS:
         version_dir = registry.champion_dir(settings, task)
         meta = registry.read_metadata(version_dir)
