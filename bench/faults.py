@@ -451,8 +451,8 @@ def _kill_extract(c):
         sql("drop schema if exists slow cascade")
 
 
-case("SIGKILL during features", "`jobcast features` killed while Spark writes", "features unchanged; rerun succeeds")(
-    _kill_step(["features", "--date", DATE], _tmp_sibling(DATA / "features" / f"dt={DATE}"), DATA / "features" / f"dt={DATE}"))
+case("SIGKILL during features", "`jobcast features --force` killed while Spark writes", "features unchanged; rerun succeeds")(
+    _kill_step(["features", "--date", DATE, "--force"], _tmp_sibling(DATA / "features" / f"dt={DATE}"), DATA / "features" / f"dt={DATE}"))
 case("SIGKILL during score", "`jobcast score --full` killed while Spark writes", "predictions unchanged; rerun succeeds")(
     _kill_step(["score", "--task", "cvr", "--date", DATE, "--full"], _tmp_sibling(DATA / "predictions" / "cvr" / f"dt={DATE}"),
                DATA / "predictions" / "cvr" / f"dt={DATE}"))
@@ -607,6 +607,32 @@ def _two_scores(c):
     check_ = jobcast("validate", "--task", "cvr", "--date", DATE)
     return f"exit codes {sorted([a.returncode, b.returncode])}; revalidate rc={check_.returncode}", \
         a.returncode == 0 and b.returncode == 0 and check_.returncode == 0
+
+
+@case("two Airflow runs at once", "`airflow dags test jobcast_daily` of the same date (salary only) in two Airflow "
+      "deployments (own metadata) started together; retries 5 s apart", "each run ends published or failed closed; "
+      "the live batch is whole and validated", publishes={"salary"})
+def _two_airflow(c):
+    from jobcast.airflow import airflow_env
+
+    airflow = str(Path(sys.executable).parent / "airflow")
+    procs = []
+    for i in (1, 2):
+        home = HOME / f"airflow-{i}"
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir()
+        env = {**airflow_env(ROOT, port=free_port(), metadata_url=f"sqlite:///{home / 'airflow.db'}?timeout=30"),
+               "AIRFLOW_HOME": str(home), "JOBCAST_RETRY_DELAY_S": "5"}
+        ready = jobcast("airflow", "pools", "list", env=env)  # migrates the metadata, creates the pool
+        if ready.returncode != 0:
+            return f"airflow set-up failed: {last_line(ready.stderr)}", False
+        procs.append(subprocess.Popen([airflow, "dags", "test", "jobcast_daily", DATE, "--conf", json.dumps({"tasks": ["salary"]})],
+                                      env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      errors="replace", cwd=ROOT, start_new_session=True))
+    outs = [p.communicate(timeout=1500)[0] for p in procs]
+    ends = ["success" if "state=success" in o.split("DagRun Finished")[-1][:600] else "failed" for o in outs]
+    retried = sum(o.count("new_state=up_for_retry") for o in outs)
+    return f"runs {ends}; {retried} task retries", "success" in ends
 
 
 def _idle_reader():

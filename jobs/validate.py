@@ -370,7 +370,12 @@ def run(ctx: RunContext, *, task: str = "salary", layer: str = "predictions") ->
         raise InputDataError(f"validate --layer {layer}: expected one of {LAYERS}")
     with timed_step("validate", ctx, task if layer == "predictions" else layer) as res:
         if layer == "raw":
-            verdicts = validate_raw(ctx)
+            try:
+                verdicts = validate_raw(ctx)
+            except ValidationFailed as exc:  # the snapshot is kept as taken: say how to take it again once fixed
+                raise ValidationFailed(f"{exc}; once the source is fixed, re-take the snapshot: `jobcast extract --date "
+                                       f"{ctx.ds} --refresh` (Airflow: trigger with 'Re-take the snapshot')",
+                                       exc.report_path) from exc
         elif layer == "features":
             verdicts = [validate_features(ctx)]
         else:

@@ -408,6 +408,10 @@ def rollback(conn, task: str, to_batch: int | None = None) -> dict:
             cur.execute("select pg_try_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, task))
             if not cur.fetchone()[0]:
                 raise PublishBusy(f"rollback {task}: a publish of {task} is running; retry when it has finished")
+            # Retention runs outside the publish lock: never make live a batch it may be detaching right now.
+            cur.execute("select pg_try_advisory_xact_lock(%s, hashtext(%s))", (RETENTION_LOCK_NAMESPACE, task))
+            if not cur.fetchone()[0]:
+                raise PublishBusy(f"rollback {task}: retention of {task} is dropping old batches; retry in a few seconds")
             cur.execute("set local lock_timeout = '5s'")
             cur.execute("select batch_id from jobcast_internal.current_batch where task = %s for update", (task,))
             row = cur.fetchone()
