@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
-from jobcast.errors import InputDataError, TransientError, is_transient
+from jobcast.errors import InputDataError, JobcastError, TransientError, is_transient
 from jobcast.sources import SOURCES, day_bounds
 from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
 
@@ -169,6 +169,11 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
                             "expected the source contract in docs/source-contract.md"
                         ) from exc
             conn.rollback()
+        except Exception as exc:  # the checks before the COPYs lose their connection the same way
+            if isinstance(exc, JobcastError) or not is_transient(exc):
+                raise
+            raise TransientError(f"{settings.source_schema} snapshot of {ctx.ds}: {type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())}; nothing written; retry") from exc
         finally:
             conn.close()
 

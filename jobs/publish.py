@@ -42,7 +42,10 @@ def check_features_verdict(settings, ds: str, preds, manifest: dict) -> None:
     if not feats["success"]:
         raise PublishError(f"{preds}: the features gate failed for {ds}; nothing published; report: {feats.get('report_path')}")
     scored_from = manifest.get("features_version")
-    if scored_from and feats.get("content_version") != scored_from:
+    if not scored_from:
+        raise PublishError(f"{preds}: its manifest does not say which features it was scored from; rescore it with "
+                           f"`jobcast score --date {ds} --full`")
+    if feats.get("content_version") != scored_from:
         raise PublishError(f"{preds}: scored from features {scored_from[:12]}, but the features gate passed "
                            f"{str(feats.get('content_version'))[:12]}; nothing published; {again}")
 
