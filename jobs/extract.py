@@ -15,11 +15,15 @@ an `updated_at` column in the source, `edited_after_day_end` counts the postings
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
+import shutil
+import uuid
+from contextlib import ExitStack
+from typing import Iterator
+
+import numpy as np
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -32,22 +36,64 @@ from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, writ
 log = logging.getLogger(__name__)
 
 
-def _read_query(cur, query_text: str, params: dict, schema: str, types: dict[str, pa.DataType]) -> pa.Table:
+def _copy_query(cur, query_text: str, params: dict, schema: str, path) -> None:
+    """COPY the query's rows to a CSV file: the rows stream to disk, never all into memory (a big board's 28
+    days of events are tens of millions of rows)."""
     from psycopg2 import sql
 
     query = sql.SQL(query_text).format(source=sql.Identifier(schema))
     bound = cur.mogrify(query, params).decode()
-    buf = io.BytesIO()
-    cur.copy_expert(f"copy ({bound}) to stdout with (format csv, header true)", buf)
-    buf.seek(0)
-    return pacsv.read_csv(
-        buf,
+    with open(path, "wb") as f:
+        cur.copy_expert(f"copy ({bound}) to stdout with (format csv, header true)", f)
+
+
+def _csv_batches(path, types: dict[str, pa.DataType]) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The CSV's rows as typed Arrow batches of about READ_BLOCK_BYTES each (bounded memory, any size)."""
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=READ_BLOCK_BYTES),
         convert_options=pacsv.ConvertOptions(
             column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
             null_values=[""],  # COPY's NULL; never "n/a", "NULL", "NaN", ... (pyarrow's defaults), which are data
             include_columns=list(types),
         ),
     )
+    return reader.schema, iter(reader)
+
+
+READ_BLOCK_BYTES = 16 << 20  # CSV read per batch: one Parquet row group each
+
+
+class _PostingChecks:
+    """The open postings' key rules, checked batch by batch as they stream (the query orders by job_id, so a
+    duplicate is two equal neighbours): at least one row, no null job_id, no duplicate job_id."""
+
+    def __init__(self) -> None:
+        self.rows = self.nulls = self.dupes = 0
+        self.example = None
+        self._last = None
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        ids = batch.column(batch.schema.get_field_index("job_id"))
+        self.rows += len(ids)
+        self.nulls += ids.null_count
+        valid = ids.drop_null().to_numpy()
+        if len(valid):
+            prev = np.concatenate([[self._last if self._last is not None else valid[0] - 1], valid[:-1]])
+            same = valid == prev
+            if same.any():
+                self.dupes += int(same.sum())
+                self.example = self.example if self.example is not None else int(valid[same][0])
+            self._last = valid[-1]
+
+    def raise_if_bad(self, where: str) -> None:
+        if self.rows == 0:
+            raise InputDataError(f"{where}: no open postings (posted_at < day end, not closed); expected at least one")
+        if self.nulls:
+            raise InputDataError(f"{where}: {self.nulls} open postings with a null job_id; expected job_id not null (the key of "
+                                 "every prediction)")
+        if self.dupes:
+            raise InputDataError(f"{where}: {self.dupes} duplicate job_id values (e.g. job_id={self.example}); expected job_id unique")
 
 
 def snapshot(settings, ds: str) -> dict | None:
@@ -142,81 +188,94 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
         lag_h = (taken_at - day_end).total_seconds() / 3600
         mode = "point_in_time" if 0 <= lag_h <= settings.param_number("extract.point_in_time_hours", float) else (
             "before_day_end" if lag_h < 0 else "reconstructed")
-        conn = connect(settings, application_name="jobcast-extract")
+        csv_dir = settings.data_dir / "raw" / f".tmp-extract-{ctx.ds}-{uuid.uuid4().hex[:8]}"
+        csv_dir.mkdir(parents=True)
         try:
-            # One repeatable-read snapshot for both tables, so postings and events agree.
-            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-            with conn.cursor() as cur:
-                cur.execute("set time zone 'UTC'")
-                tables = {}
-                check_source_types(cur, settings)
-                edited = _edited_after(cur, settings, day_end)
-                for name, (query_file, types) in SOURCES.items():
-                    text = (settings.root / "sql" / "queries" / query_file).read_text(encoding="utf-8")
-                    try:
-                        tables[name] = _read_query(
-                            cur, text, {"day_start": day_start, "day_end": day_end, "events_since": events_since}, settings.source_schema, types
-                        )
-                    except Exception as exc:  # psycopg2 errors name the missing table/column
-                        if isinstance(exc, InputDataError):
-                            raise
-                        if is_transient(exc):  # the connection dropped, the server restarted: a retry gets past it
-                            raise TransientError(f"{settings.source_schema}.{name} (sql/queries/{query_file}): "
-                                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}; "
-                                                 "nothing written; retry") from exc
-                        raise InputDataError(
-                            f"{settings.source_schema}.{name} (sql/queries/{query_file}): {str(exc).strip()}; "
-                            "expected the source contract in docs/source-contract.md"
-                        ) from exc
-            conn.rollback()
-        except Exception as exc:  # the checks before the COPYs lose their connection the same way
-            if isinstance(exc, JobcastError) or not is_transient(exc):
-                raise
-            raise TransientError(f"{settings.source_schema} snapshot of {ctx.ds}: {type(exc).__name__}: "
-                                 f"{' '.join(str(exc).split())}; nothing written; retry") from exc
+            res = _take(ctx, res, csv_dir, existing=existing, taken_at=taken_at, lag_h=lag_h, mode=mode,
+                        day_start=day_start, day_end=day_end, events_since=events_since)
         finally:
-            conn.close()
+            shutil.rmtree(csv_dir, ignore_errors=True)
+    return res
 
-        postings = tables["job_postings"]
-        where = f"{settings.source_schema}.job_postings as of {day_end.isoformat()}"
-        if postings.num_rows == 0:
-            raise InputDataError(f"{where}: no open postings (posted_at < day end, not closed); expected at least one")
-        nulls = postings["job_id"].null_count
-        if nulls:
-            raise InputDataError(f"{where}: {nulls} open postings with a null job_id; expected job_id not null (the key of "
-                                 "every prediction)")
-        counts = pc.value_counts(postings["job_id"])
-        dupes = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1]
-        if dupes:
-            raise InputDataError(
-                f"{where}: {len(dupes)} duplicate job_id values (e.g. job_id={dupes[0]}); expected job_id unique"
-            )
-        if tables["events"].num_rows == 0:
-            log.warning("%s.events has no events from %s to the end of %s: event features will be zero",
-                        settings.source_schema, events_since.date(), ctx.ds)
 
-        if mode != "point_in_time":
-            log.warning("snapshot of %s taken %.0f h after the day ended: %s from today's source rows%s", ctx.ds, lag_h,
-                        mode, "" if edited is None else f" ({edited} open postings edited since, by updated_at)")
-        for name, table in tables.items():
+def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_h, mode, day_start, day_end,
+          events_since) -> StepResult:
+    """Read both tables in one transaction to CSV files, then stream them into the snapshot's Parquet files."""
+    settings = ctx.settings
+    conn = connect(settings, application_name="jobcast-extract")
+    try:
+        # One repeatable-read snapshot for both tables, so postings and events agree.
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("set time zone 'UTC'")
+            check_source_types(cur, settings)
+            edited = _edited_after(cur, settings, day_end)
+            for name, (query_file, types) in SOURCES.items():
+                text = (settings.root / "sql" / "queries" / query_file).read_text(encoding="utf-8")
+                try:
+                    _copy_query(cur, text, {"day_start": day_start, "day_end": day_end, "events_since": events_since},
+                                settings.source_schema, csv_dir / f"{name}.csv")
+                except Exception as exc:  # psycopg2 errors name the missing table/column
+                    if isinstance(exc, InputDataError):
+                        raise
+                    if is_transient(exc):  # the connection dropped, the server restarted: a retry gets past it
+                        raise TransientError(f"{settings.source_schema}.{name} (sql/queries/{query_file}): "
+                                             f"{type(exc).__name__}: {' '.join(str(exc).split())}; "
+                                             "nothing written; retry") from exc
+                    raise InputDataError(
+                        f"{settings.source_schema}.{name} (sql/queries/{query_file}): {str(exc).strip()}; "
+                        "expected the source contract in docs/source-contract.md"
+                    ) from exc
+        conn.rollback()
+    except Exception as exc:  # the checks before the COPYs lose their connection the same way
+        if isinstance(exc, JobcastError) or not is_transient(exc):
+            raise
+        raise TransientError(f"{settings.source_schema} snapshot of {ctx.ds}: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}; nothing written; retry") from exc
+    finally:
+        conn.close()
+
+    where = f"{settings.source_schema}.job_postings as of {day_end.isoformat()}"
+    if mode != "point_in_time":
+        log.warning("snapshot of %s taken %.0f h after the day ended: %s from today's source rows%s", ctx.ds, lag_h,
+                    mode, "" if edited is None else f" ({edited} open postings edited since, by updated_at)")
+    checks = _PostingChecks()
+    rows = {}
+    with ExitStack() as stack:  # both partitions are written in full before either replaces its old one
+        for name, (_query, types) in SOURCES.items():
             final = partition(settings.data_dir, "raw", name, date=ctx.ds)
+            tmp = stack.enter_context(atomic_dir(final))
+            tmp.mkdir(parents=True)
+            schema, batches = _csv_batches(csv_dir / f"{name}.csv", types)
+            rows[name] = 0
+            with pq.ParquetWriter(tmp / "part-00000.parquet", schema, compression="zstd") as writer:
+                for batch in batches:
+                    if name == "job_postings":
+                        checks.add(batch)
+                    writer.write_batch(batch)
+                    rows[name] += batch.num_rows
+            (csv_dir / f"{name}.csv").unlink()
+            if name == "job_postings":
+                checks.raise_if_bad(where)  # nothing replaced: the old snapshot (if any) stays
+            elif rows[name] == 0:
+                log.warning("%s.events has no events from %s to the end of %s: event features will be zero",
+                            settings.source_schema, events_since.date(), ctx.ds)
             history = []
             if existing is not None:  # --refresh: keep what the replaced snapshot was
                 old = existing[name]
                 history = [*old.get("refreshed", []), {"replaced_version": dir_hash(final), "replaced_taken_at": old.get("taken_at"),
                                                        "at": taken_at, "run_id": ctx.run_id}]
-            with atomic_dir(final) as tmp:
-                tmp.mkdir(parents=True)
-                pq.write_table(table, tmp / "part-00000.parquet", compression="zstd")
-                write_manifest(tmp, {"table": name, "rows": table.num_rows, "logical_date": ctx.ds,
-                                     "day_start": day_start, "day_end": day_end, "taken_at": taken_at, "mode": mode,
-                                     "lag_hours": round(lag_h, 1), "edited_after_day_end": edited,
-                                     "source_schema": settings.source_schema, "run_id": ctx.run_id,
-                                     **({"refreshed": history} if history else {}),
-                                     **({"events_since": events_since} if name == "events" else {})})
-            res.paths[name] = str(final)
-            res.metrics[f"{name}_rows"] = table.num_rows
-            res.ids[f"{name}_version"] = dir_hash(final)[:12]
-        res.rows = postings.num_rows
-        res.metrics.update(reused=False, mode=mode, **({"refreshed": True} if existing is not None else {}))
+            write_manifest(tmp, {"table": name, "rows": rows[name], "logical_date": ctx.ds,
+                                 "day_start": day_start, "day_end": day_end, "taken_at": taken_at, "mode": mode,
+                                 "lag_hours": round(lag_h, 1), "edited_after_day_end": edited,
+                                 "source_schema": settings.source_schema, "run_id": ctx.run_id,
+                                 **({"refreshed": history} if history else {}),
+                                 **({"events_since": events_since} if name == "events" else {})})
+    for name in SOURCES:
+        final = partition(settings.data_dir, "raw", name, date=ctx.ds)
+        res.paths[name] = str(final)
+        res.metrics[f"{name}_rows"] = rows[name]
+        res.ids[f"{name}_version"] = dir_hash(final)[:12]
+    res.rows = rows["job_postings"]
+    res.metrics.update(reused=False, mode=mode, **({"refreshed": True} if existing is not None else {}))
     return res

@@ -93,7 +93,8 @@ def cmd_generate(args) -> int:
     t0 = time.perf_counter()
     conn = connect(settings, application_name="jobcast-generate")
     try:
-        counts = load(conn, spec, settings.root / "sql" / "demo" / "app_schema.sql")
+        counts = load(conn, spec, settings.root / "sql" / "demo" / "app_schema.sql",
+                      chunk_postings=getattr(args, "chunk_postings", None) or 100_000, truth=not getattr(args, "no_truth", False))
     finally:
         conn.close()
     manifest = {"postings": spec.postings, "days": spec.days, "seed": spec.seed, "start_date": spec.start_date.isoformat(),
@@ -376,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--days", type=int)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--start-date")
+    gen.add_argument("--chunk-postings", type=int, default=100_000,
+                     help="postings generated and copied at a time: bounds memory on a big board (default 100000)")
+    gen.add_argument("--no-truth", action="store_true", help="leave truth.* empty (a benchmark board needs app.* only)")
     gen.set_defaults(fn=cmd_generate)
 
     def dated(name: str, help_: str, task: bool = False):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobcast.generate.core import GenerateSpec, build, role_words
+from jobcast.generate.core import GenerateSpec, build, role_words, stream
 from jobcast.generate.vocab import CATEGORIES, PREFECTURES
 
 pytestmark = pytest.mark.unit
@@ -19,6 +19,25 @@ def test_generator_is_deterministic_for_a_seed():
         assert a[name].equals(b[name]), name
     other = build(GenerateSpec(800, 10, 4, SPEC.start_date))
     assert not other["app.job_postings"].equals(a["app.job_postings"])
+
+
+def test_a_big_board_streams_in_parts_with_ids_running_on_and_the_same_board_statistics():
+    import pyarrow as pa
+
+    assert [list(t) for t in stream(SPEC, chunk_postings=SPEC.postings)] == [list(build(SPEC))]  # one part: build itself
+    one = next(stream(SPEC, chunk_postings=SPEC.postings))
+    assert all(one[k].equals(v) for k, v in build(SPEC).items())
+    parts = list(stream(SPEC, chunk_postings=300, truth=False))
+    assert len(parts) == 3 and all(set(p) == {"app.job_postings", "app.events"} for p in parts)
+    posts = pa.concat_tables([p["app.job_postings"] for p in parts]).to_pandas()
+    events = pa.concat_tables([p["app.events"] for p in parts]).to_pandas()
+    assert posts.job_id.tolist() == list(range(1, SPEC.postings + 1))
+    assert events.event_id.tolist() == list(range(1, len(events) + 1))  # one id sequence across parts
+    assert events.job_id.between(1, SPEC.postings).all()
+    whole = build(SPEC)
+    assert len(events) == pytest.approx(whole["app.events"].num_rows, rel=0.1)  # same board, other draws
+    assert posts.salary_min.notna().mean() == pytest.approx(whole["app.job_postings"].column("salary_min").is_valid().to_numpy().mean(), abs=0.06)
+    assert posts.company_id.max() <= 2 * (SPEC.postings // 8) + 1  # companies are the board's, not the part's
 
 
 def test_generated_postings_look_like_a_japanese_job_board():

@@ -51,6 +51,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -201,8 +202,35 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     """All tables as Arrow, no database involved (so it is testable and fast)."""
     if spec.postings < 1 or spec.days < 1:
         raise ValueError("postings and days must be >= 1")
-    rng = np.random.default_rng(spec.seed)
-    n = spec.postings
+    return _part(spec, np.random.default_rng(spec.seed), first_job=1, n=spec.postings, first_event=1)
+
+
+def stream(spec: GenerateSpec, chunk_postings: int = 100_000, truth: bool = True) -> Iterator[dict[str, pa.Table]]:
+    """The board in parts of `chunk_postings` postings (and their events), so memory is bounded by the part, not
+    by the board: a big board streams to COPY. A board of at most one part is exactly `build(spec)`. Larger
+    ones draw part i from its own stream (seed, i) and a company's pay-disclosure habit from one board-wide
+    draw, so job and event ids run on across parts and the truths keep their meaning. `truth=False` leaves out
+    the truth.* tables (a benchmark board needs only app.*)."""
+    if spec.postings < 1 or spec.days < 1 or chunk_postings < 1:
+        raise ValueError("postings, days and chunk_postings must be >= 1")
+    keep = (lambda t: t) if truth else (lambda t: {k: v for k, v in t.items() if k.startswith("app.")})
+    if spec.postings <= chunk_postings:
+        yield keep(build(spec))
+        return
+    habit = np.random.default_rng([spec.seed, 2**31]).normal(0.0, DISCLOSE_COMPANY_SD, 2 * max(spec.postings // 8, 1) + 2)
+    first_event = 1
+    for i, first in enumerate(range(1, spec.postings + 1, chunk_postings)):
+        n = min(chunk_postings, spec.postings - first + 1)
+        part = _part(spec, np.random.default_rng([spec.seed, i]), first_job=first, n=n, first_event=first_event,
+                     board_postings=spec.postings, habit=habit, truth=truth)
+        first_event += part["app.events"].num_rows
+        yield keep(part)
+
+
+def _part(spec: GenerateSpec, rng: np.random.Generator, *, first_job: int, n: int, first_event: int,
+          board_postings: int | None = None, habit: np.ndarray | None = None, truth: bool = True) -> dict[str, pa.Table]:
+    """n postings with ids from first_job, their events with ids from first_event, and their truths."""
+    board = board_postings or n
     tz = ZoneInfo(spec.timezone)
     t0 = dt.datetime.combine(spec.start_date, dt.time(), tz).timestamp()
     t_end = t0 + spec.days * 86400
@@ -231,7 +259,7 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     ambiguous = rng.random(n) < AMBIGUOUS_SHARE
     generic = rng.random(n) < GENERIC_SHARE
     fullwidth = rng.random(n) < FULLWIDTH_SHARE
-    company = 1 + np.minimum(rng.zipf(1.6, n), max(n // 8, 1)) + rng.integers(0, max(n // 8, 1), n)
+    company = 1 + np.minimum(rng.zipf(1.6, n), max(board // 8, 1)) + rng.integers(0, max(board // 8, 1), n)
 
     base_10k = np.array([vocab.CATEGORIES[c][0] for c in cats], dtype=float)
     base = base_10k[cat] * 10_000.0
@@ -241,7 +269,7 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
     disc_logit = (DISCLOSE_BASE_LOGIT + np.array([vocab.DISCLOSE_EMPLOYMENT[e] for e in emps])[emp]
                   + np.array([vocab.DISCLOSE_SENIORITY[s[0]] for s in vocab.SENIORITY])[sen]
                   - DISCLOSE_PAY_SLOPE * np.log(base_10k / DISCLOSE_PAY_REF)[cat]
-                  + rng.normal(0.0, DISCLOSE_COMPANY_SD, int(company.max()) + 1)[company])
+                  + (habit if habit is not None else rng.normal(0.0, DISCLOSE_COMPANY_SD, int(company.max()) + 1))[company])
     disclosed0 = (rng.random(n) < 1 / (1 + np.exp(-disc_logit))) & ~generic  # as first posted
     pay_min, pay_max = np.round(actual * 0.9, -4), np.round(actual * 1.1, -4)
 
@@ -325,7 +353,7 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
         return pa.array(np.where(np.isnan(us), 0, us).astype("int64"), type=pa.timestamp("us", tz="UTC"),
                         mask=np.isnan(us))
 
-    job_ids = np.arange(1, n + 1, dtype=np.int64)
+    job_ids = np.arange(first_job, first_job + n, dtype=np.int64)
     postings = pa.table({
         "job_id": job_ids,
         "company_id": company.astype(np.int64),
@@ -340,15 +368,17 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
         "closed_at": ts(closed),
     })
     events = pa.table({
-        "event_id": np.arange(1, len(order) + 1, dtype=np.int64),
+        "event_id": np.arange(first_event, first_event + len(order), dtype=np.int64),
         "job_id": job_ids[ev_job[order]],
         "session_id": ev_session[order].astype(np.int64),
         "event_type": ev_type[order],
         "occurred_at": ts(ev_time[order]),
     })
+    tables = {"app.job_postings": postings, "app.events": events}
+    if not truth:
+        return tables
     return {
-        "app.job_postings": postings,
-        "app.events": events,
+        **tables,
         "truth.job_salary": pa.table({"job_id": job_ids, "salary": truth_salary}),
         "truth.job_category": pa.table({
             "job_id": job_ids,
@@ -362,11 +392,12 @@ def build(spec: GenerateSpec) -> dict[str, pa.Table]:
             "day": pa.array([spec.start_date + dt.timedelta(days=int(d)) for d in range(spec.days)], pa.date32()).take(pa.array(pd_day)),
             "cvr": pd_cvr,
         }),
-        "truth.job_edits": _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, salary_min0, salary_max0, salary_min, salary_max, ts),
+        "truth.job_edits": _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, salary_min0, salary_max0, salary_min, salary_max, ts,
+                                  first_job),
     }
 
 
-def _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, min0, max0, min1, max1, ts) -> pa.Table:
+def _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, min0, max0, min1, max1, ts, first_job: int = 1) -> pa.Table:
     """truth.job_edits: one row per changed field (a salary edit changes salary_min and salary_max), by time."""
     def text(x: np.ndarray) -> list[str | None]:
         return [None if v != v else str(int(v)) for v in x.tolist()]
@@ -380,7 +411,7 @@ def _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, min0, max0, min1, max1, ts
     order = np.lexsort((np.array([0] * len(ci) + [1] * len(si) + [2] * len(si), dtype=np.int64), job, at))
     take = pa.array(order)
     return pa.table({
-        "job_id": pa.array(job[order] + 1, pa.int64()),
+        "job_id": pa.array(job[order] + first_job, pa.int64()),
         "edited_at": ts(at[order]),
         "field": pa.array(field, pa.string()).take(take),
         "old_value": pa.array(old, pa.string()).take(take),
@@ -407,13 +438,21 @@ def copy_arrow(cur, table_name: str, table: pa.Table, chunk_rows: int = 200_000)
         cur.copy_expert(stmt.as_string(cur), buf)
 
 
-def load(conn, spec: GenerateSpec, ddl_path: Path) -> dict[str, int]:
-    """Replace the demo app.* and truth.* contents with freshly generated data, in one transaction."""
-    tables = build(spec)
+TABLES = ("app.job_postings", "app.events", "truth.job_salary", "truth.job_category", "truth.job_cvr",
+          "truth.job_cvr_daily", "truth.job_edits")
+
+
+def load(conn, spec: GenerateSpec, ddl_path: Path, chunk_postings: int = 100_000, truth: bool = True) -> dict[str, int]:
+    """Replace the demo app.* and truth.* contents with freshly generated data, in one transaction, streamed
+    part by part (memory bounded by chunk_postings, whatever the board's size)."""
+    counts = {name: 0 for name in TABLES if truth or name.startswith("app.")}
     with conn, conn.cursor() as cur:
         cur.execute(ddl_path.read_text(encoding="utf-8"))
-        cur.execute("truncate " + ", ".join(tables))  # names are our own constants, not user input
-        for name, table in tables.items():
-            copy_arrow(cur, name, table)
+        cur.execute("truncate " + ", ".join(TABLES))  # names are our own constants, not user input
+        for part in stream(spec, chunk_postings, truth=truth):
+            for name, table in part.items():
+                copy_arrow(cur, name, table)
+                counts[name] += table.num_rows
+            del part
         cur.execute("analyze app.job_postings; analyze app.events")
-    return {name: t.num_rows for name, t in tables.items()}
+    return counts
