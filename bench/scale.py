@@ -139,7 +139,7 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.2f}"
 
 
-def bench_size(label: str, paths: list[str], fresh: bool) -> dict:
+def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...] = TASKS) -> dict:
     home = BASE / label
     if fresh:
         shutil.rmtree(home, ignore_errors=True)
@@ -169,7 +169,7 @@ def bench_size(label: str, paths: list[str], fresh: bool) -> dict:
     if "train" in paths:
         secs, steps, s = run_cli(env, ["window", "--date", train_day.isoformat()], log)
         record("train", "window (28 days)", steps[-1]["rows"] if steps else 0, secs, s.peaks())
-        for task in TASKS:
+        for task in tasks:
             secs, steps, s = run_cli(env, ["train", "--task", task, "--date", train_day.isoformat()], log)
             record("train", f"train {task}", steps[-1]["rows"] if steps else 0, secs, s.peaks())
     if "daily" in paths:
@@ -220,12 +220,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--paths", nargs="*", default=["train", "daily"], choices=["train", "daily"])
+    ap.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS), help="tasks the train path trains")
     ap.add_argument("--table", action="store_true", help="print the table of the results kept so far, run nothing")
     ap.add_argument("--fresh", action="store_true", help="regenerate the boards (drops their DB, data and models)")
     args = ap.parse_args()
     if not args.table:
         for label in args.sizes:
-            bench_size(label, args.paths, args.fresh)
+            bench_size(label, args.paths, args.fresh, tuple(args.tasks))
     table(args.sizes)
     return 0
 

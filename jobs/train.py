@@ -7,6 +7,8 @@ import functools
 import hashlib
 import json
 import logging
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,18 @@ class TrainingData:
     sampling: dict            # per part: rows in the window, rows kept, the kept fraction
 
 
+def _collect(rows, path):
+    """The rows as one Arrow table in this process, through Parquet files Spark writes task by task: unlike
+    toArrow(), which holds every task's serialised result in the JVM heap at once, the heap needed does not
+    grow with the sample (a 2M-row cvr sample ran a 4 GB heap out of memory that way)."""
+    import pyarrow.parquet as pq
+
+    rows.write.mode("overwrite").parquet(str(path))
+    if not any(Path(path).glob("*.parquet")):  # no rows, no part files: the (empty) schema from Spark
+        return rows.toArrow()
+    return pq.read_table(path, schema=rows.limit(0).toArrow().schema)  # Spark's own Arrow types, as toArrow() gave
+
+
 def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: int, *, max_rows: int | None = None,
                   max_holdout_rows: int | None = None, seed: int = 7) -> TrainingData:
     """The task's training and holdout rows, built in Spark and sampled there to at most max_rows /
@@ -122,8 +136,13 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from pyspark import StorageLevel
+
     paths, versions, text = window_partitions(ctx, window_days)
-    frame = window_frame(ctx, task, paths, holdout_days).persist()
+    # Cached on disk, not in the heap: the window's rows (text terms included) outgrow any fixed heap on a big
+    # board, and the three scans below read them back at disk speed.
+    frame = window_frame(ctx, task, paths, holdout_days).persist(StorageLevel.DISK_ONLY)
+    staging = ctx.settings.data_dir / f".tmp-train-{task}-{uuid.uuid4().hex[:8]}"
     try:
         counts = {bool(r[HOLDOUT]): int(r["count"]) for r in frame.groupBy(HOLDOUT).count().collect()}
         out, sampling = {}, {}
@@ -138,7 +157,7 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
             if task == "cvr" and part == "train":
                 newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
                 rows = rows.withColumn(TERMS, F.when(F.row_number().over(newest) == 1, F.col(TERMS)))
-            table = rows.toArrow()
+            table = _collect(rows, staging / part)
             pdf = table.to_pandas() if table.num_rows else table.schema.empty_table().to_pandas()
             del table
             # Spark's partitioning is not an order: sort, so the same rows always train the same model.
@@ -146,6 +165,7 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
             sampling[part] = {"window_rows": n, "rows": int(len(pdf)), "fraction": fraction, "cap": cap}
     finally:
         frame.unpersist()
+        shutil.rmtree(staging, ignore_errors=True)
     return TrainingData(out["train"], out["holdout"], versions, text, sampling)
 
 
