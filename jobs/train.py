@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,10 +182,13 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     tolerance = settings.param_number("train.gate_tolerance", float)
 
     with timed_step("train", ctx, task) as res:
+        t0 = time.monotonic()
         data = load_training(ctx, task, window_days, holdout_days, max_rows=_cap(params.get("max_rows"), f"train.{task}.max_rows"),
                              max_holdout_rows=_cap(settings.param("train.max_holdout_rows"), "train.max_holdout_rows"),
                              seed=int(params.get("seed", 7)))
         train_df, holdout, versions, text = data.train, data.holdout, data.versions, data.text
+        log.info("%s: %d training and %d holdout rows loaded in %.1fs", task, len(train_df), len(holdout),
+                 time.monotonic() - t0)
         for part, s in data.sampling.items():
             if s["fraction"] < 1:
                 log.info("%s %s rows: %d of %d in the window (cap %d, fraction %.4f)", task, part, s["rows"], s["window_rows"],

@@ -22,6 +22,8 @@ hands its scores to the LightGBM booster next to the structured features.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,8 @@ import pandas as pd
 from jobcast.errors import ModelError
 from jobcast.models.matrix import FeatureSchema
 from jobcast.tasks import SPECS
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from jobcast.models.text_model import TextModel
@@ -74,11 +78,15 @@ def _fit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight:
     """Early stopping on the tail rows; the holdout stays untouched."""
     import lightgbm as lgb
 
+    t0 = time.monotonic()
     w = (lambda rows: None if weight is None else weight[rows])
     dtrain = lgb.Dataset(X[fit], label=label[fit], weight=w(fit), categorical_feature=categorical, free_raw_data=False)
     dvalid = lgb.Dataset(X[stop], label=label[stop], weight=w(stop), reference=dtrain)
-    return lgb.train(lgb_params, dtrain, num_boost_round=int(params.get("num_boost_round", 1000)), valid_sets=[dvalid],
-                     callbacks=[lgb.early_stopping(int(params.get("early_stopping_rounds", 50)), verbose=False)])
+    booster = lgb.train(lgb_params, dtrain, num_boost_round=int(params.get("num_boost_round", 1000)), valid_sets=[dvalid],
+                        callbacks=[lgb.early_stopping(int(params.get("early_stopping_rounds", 50)), verbose=False)])
+    log.info("booster %s: %d rounds (best %d) on %d rows x %d columns in %.1fs", lgb_params.get("objective"),
+             booster.current_iteration(), booster.best_iteration or 0, len(fit), X.shape[1], time.monotonic() - t0)
+    return booster
 
 
 def _refit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, stopped):
@@ -86,8 +94,11 @@ def _refit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, stopp
     (+10% for the larger set)."""
     import lightgbm as lgb
 
+    t0 = time.monotonic()
     rounds = max(1, int((stopped.best_iteration or stopped.current_iteration()) * 1.1))
-    return lgb.train(lgb_params, lgb.Dataset(X, label=label, categorical_feature=categorical), num_boost_round=rounds)
+    booster = lgb.train(lgb_params, lgb.Dataset(X, label=label, categorical_feature=categorical), num_boost_round=rounds)
+    log.info("booster refit on all %d rows: %d rounds in %.1fs", X.shape[0], rounds, time.monotonic() - t0)
+    return booster
 
 
 def _text_frame(models: dict[str, "TextModel"], counts) -> tuple[np.ndarray, list[str]]:
@@ -168,9 +179,12 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows
         counts = everything[rows] if everything is not None else schema.text_counts(df.iloc[rows])
         strength = params.get("text_c" if spec["kind"] == "classifier" else "text_alpha", 1.0)
+        t0 = time.monotonic()
         oof, model = fit_out_of_fold(spec["kind"], counts, spec["y"], strength=strength,
                                      folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
                                      groups=spec.get("groups"), weight=spec.get("weight"), labels=spec.get("labels"))
+        log.info("text model %s (%s): %d rows x %d terms, out of fold in %.1fs", name, spec["kind"], counts.shape[0],
+                 counts.shape[1], time.monotonic() - t0)
         if "expand" in spec:
             block = _oof_frame(name, oof, model)[spec["expand"]]
         else:
