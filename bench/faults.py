@@ -626,10 +626,16 @@ def _two_airflow(c):
         ready = jobcast("airflow", "pools", "list", env=env)  # migrates the metadata, creates the pool
         if ready.returncode != 0:
             return f"airflow set-up failed: {last_line(ready.stderr)}", False
-        procs.append(subprocess.Popen([airflow, "dags", "test", "jobcast_daily", DATE, "--conf", json.dumps({"tasks": ["salary"]})],
-                                      env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      errors="replace", cwd=ROOT, start_new_session=True))
-    outs = [p.communicate(timeout=1500)[0] for p in procs]
+        # Output to a file, not a pipe: read one run at a time, the other's full pipe would block its logging
+        # while it may hold the GX lock the first one waits for (a deadlock of this harness, not of jobcast).
+        log = (home / "dags-test.log").open("w")
+        procs.append((subprocess.Popen([airflow, "dags", "test", "jobcast_daily", DATE, "--conf",
+                                        json.dumps({"tasks": ["salary"]})], env={**ENV, **env}, stdout=log,
+                                       stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True), log))
+    for p, log in procs:
+        p.wait(timeout=1500)
+        log.close()
+    outs = [(HOME / f"airflow-{i}" / "dags-test.log").read_text(errors="replace") for i in (1, 2)]
     ends = ["success" if "state=success" in o.split("DagRun Finished")[-1][:600] else "failed" for o in outs]
     retried = sum(o.count("new_state=up_for_retry") for o in outs)
     return f"runs {ends}; {retried} task retries", "success" in ends
