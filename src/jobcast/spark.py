@@ -17,10 +17,10 @@ DEFAULT_CONF = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",  # 10k is measurably slower for scoring
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.parquet.compression.codec": "zstd",
-    # The JVM's memory is configuration, not a function of the board: training collects at most
-    # train.<task>.max_rows rows through the JVM as Arrow (200k category rows with their text terms are about
-    # 0.5 GB, held twice while serialised), which Spark's default 1g heap does not hold. Local mode runs the
-    # executors inside this JVM, so this is the whole Spark heap; a cluster sets its own executor memory.
+    # The JVM's memory is configuration, not a function of the board. Training's window joins and sample
+    # (train.<task>.max_rows rows with their text terms) run in this JVM: category at 155k rows ran out of the
+    # 1g default. Training collects through Parquet on disk, not the heap (jobs.train._collect). Local mode runs
+    # the executors inside this JVM, so this is the whole Spark heap; a cluster sets its own executor memory.
     "spark.driver.memory": "4g",
     "spark.driver.maxResultSize": "2g",
 }
