@@ -628,14 +628,13 @@ def _two_airflow(c):
             return f"airflow set-up failed: {last_line(ready.stderr)}", False
         # Output to a file, not a pipe: read one run at a time, the other's full pipe would block its logging
         # while it may hold the GX lock the first one waits for (a deadlock of this harness, not of jobcast).
-        log = (home / "dags-test.log").open("w")
-        procs.append((subprocess.Popen([airflow, "dags", "test", "jobcast_daily", DATE, "--conf",
-                                        json.dumps({"tasks": ["salary"]})], env={**ENV, **env}, stdout=log,
-                                       stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True), log))
-    for p, log in procs:
+        with (home / "dags-test.log").open("w") as log:  # the child keeps its own copy of the descriptor
+            procs.append((subprocess.Popen([airflow, "dags", "test", "jobcast_daily", DATE, "--conf",
+                                            json.dumps({"tasks": ["salary"]})], env={**ENV, **env}, stdout=log,
+                                           stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True), Path(log.name)))
+    for p, _ in procs:
         p.wait(timeout=1500)
-        log.close()
-    outs = [(HOME / f"airflow-{i}" / "dags-test.log").read_text(errors="replace") for i in (1, 2)]
+    outs = [path.read_text(errors="replace") for _, path in procs]
     ends = ["success" if "state=success" in o.split("DagRun Finished")[-1][:600] else "failed" for o in outs]
     retried = sum(o.count("new_state=up_for_retry") for o in outs)
     return f"runs {ends}; {retried} task retries", "success" in ends
