@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from jobcast.config import Settings  # noqa: E402
 from jobcast.context import RunContext, parse_date  # noqa: E402
 from jobcast.db.conn import connect  # noqa: E402
-from jobcast.models import registry, task_models as tasks  # noqa: E402
+from jobcast import tasks as declared_tasks  # noqa: E402
+from jobcast.models import registry, task_models  # noqa: E402
 
 from jobs import train  # noqa: E402
 
@@ -52,21 +53,21 @@ def evaluate(ctx: RunContext) -> list[dict]:
     settings = ctx.settings
     holdout_days = int(settings.param("train.holdout_days"))
     rows = []
-    for task in tasks.TASKS:
-        params = settings.param(f"train.{task}")
+    for task in declared_tasks.names():
+        params = declared_tasks.get(task).train_params(settings)
         days = int(params.get("window_days", settings.param("train.window_days")))
-        model = tasks.Predictor.load(task, registry.champion_dir(settings, task))
+        model = task_models.Predictor.load(task, registry.champion_dir(settings, task))
         if task == "salary":
             data = train.load_training(ctx, task, days, holdout_days)  # no caps: the whole holdout
             h, tr = data.holdout, data.train
             h = h.merge(truth(settings, "select job_id, salary from truth.job_salary"), on="job_id")
             y, pred = h["salary_label"].to_numpy(float), model.predict(h, num_threads=0)
-            m = tasks.salary_metrics(y, pred)
+            m = task_models.salary_metrics(y, pred)
             sigma = __import__("jobcast.generate.core", fromlist=["x"]).SALARY_NOISE_SIGMA
             z = 1.2815515655446004
-            bayes = tasks.salary_metrics(y, pd.DataFrame({"salary_p10": h["salary"] * np.exp(-z * sigma),
+            bayes = task_models.salary_metrics(y, pd.DataFrame({"salary_p10": h["salary"] * np.exp(-z * sigma),
                                                           "salary_p50": h["salary"], "salary_p90": h["salary"] * np.exp(z * sigma)}))
-            base = tasks.baseline(task, tr, h)["baseline_mae"]
+            base = declared_tasks.get(task).baseline(tr, h)["baseline_mae"]
             rows.append(dict(task=task, metric="MAE of p50 (JPY)", model=m["mae"], bayes=bayes["mae"], baseline=base,
                              gap=m["mae"] / bayes["mae"] - 1, goal="<= +5%", n=len(h), ok=m["mae"] <= 1.05 * bayes["mae"]))
             rows.append(dict(task=task, metric="p10-p90 coverage", model=m["coverage_p10_p90"], bayes=bayes["coverage_p10_p90"],
@@ -84,12 +85,12 @@ def evaluate(ctx: RunContext) -> list[dict]:
             bayes = float(np.mean(h["bayes_category"].to_numpy() == h["true_category"].to_numpy()))
             majority = tr["category_filed"].mode().iloc[0]
             base = float(np.mean(h["true_category"].to_numpy() == majority))
-            f1 = tasks.category_metrics(h["true_category"].to_numpy(), pred)["macro_f1"]
+            f1 = task_models.category_metrics(h["true_category"].to_numpy(), pred)["macro_f1"]
             rows.append(dict(task=task, metric="accuracy vs true category", model=acc, bayes=bayes, baseline=base,
                              gap=acc - bayes, goal=">= -0.03", n=len(h), ok=acc >= bayes - 0.03))
             rows.append(dict(task=task, metric="macro-F1 vs true category", model=f1, bayes=float("nan"), baseline=float("nan"),
                              gap=float("nan"), goal="", n=len(h), ok=True))
-        else:
+        elif task == "cvr":
             data = train.load_training(ctx, task, days, holdout_days)
             h, tr = data.holdout.copy(), data.train
             t = truth(settings, "select job_id, day, cvr as true_cvr from truth.job_cvr_daily")
@@ -97,9 +98,9 @@ def evaluate(ctx: RunContext) -> list[dict]:
             if h["true_cvr"].isna().any():
                 raise SystemExit(f"cvr: {int(h['true_cvr'].isna().sum())} holdout rows without truth; regenerate the data")
             p = model.predict(h, num_threads=0)["cvr"].to_numpy()
-            m = tasks.cvr_metrics(h["views"], h["applies"], p)
-            bayes = tasks.cvr_metrics(h["views"], h["applies"], h["true_cvr"].to_numpy())
-            base = tasks.baseline(task, tr, h)["baseline_logloss"]
+            m = task_models.cvr_metrics(h["views"], h["applies"], p)
+            bayes = task_models.cvr_metrics(h["views"], h["applies"], h["true_cvr"].to_numpy())
+            base = declared_tasks.get(task).baseline(tr, h)["baseline_logloss"]
             rows.append(dict(task=task, metric="log-loss per view", model=m["logloss"], bayes=bayes["logloss"], baseline=base,
                              gap=m["logloss"] / bayes["logloss"] - 1, goal="<= +3%", n=int(h["views"].sum()),
                              ok=m["logloss"] <= 1.03 * bayes["logloss"]))

@@ -8,9 +8,10 @@ import pendulum
 from airflow.sdk import Param, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from jobcast import TASKS
 from jobcast.airflow_tasks import default_args, prepare_day, publish, score, validate_predictions
+from jobcast.tasks import names
 
+TASKS = names()  # the declared prediction tasks (jobcast.tasks): one branch each, and the trigger form's choices
 TZ = "Asia/Tokyo"
 
 

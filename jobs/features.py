@@ -116,9 +116,9 @@ def run(ctx: RunContext, *, force: bool = False) -> StepResult:
     return res
 
 
-if __name__ == "__main__":  # spark-submit entry point
+if __name__ == "__main__":  # spark-submit entry point: `spark-submit jobs/features.py --date D ...`
     import sys
 
-    from jobcast.cli import main
+    from jobcast.entry import step_main
 
-    sys.exit(main(["features", *sys.argv[1:]]))
+    sys.exit(step_main(run, "features", sys.argv[1:]))

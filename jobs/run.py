@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from jobcast import TASKS
+from jobcast import tasks as declarations
 from jobcast.context import RunContext, StepResult
 from jobcast.errors import call_with_retries
 from jobcast.models import registry
@@ -15,10 +15,11 @@ from jobs import extract, features, publish, score, train, validate, window
 log = logging.getLogger(__name__)
 
 
-def run(ctx: RunContext, *, tasks: tuple[str, ...] = TASKS, retrain: bool = False, force: bool = False, full: bool = False,
+def run(ctx: RunContext, *, tasks: tuple[str, ...] | None = None, retrain: bool = False, force: bool = False, full: bool = False,
         refresh: bool = False, retries: int = 0, retry_delay_s: float = 5.0, echo: Callable[[str], None] = print) -> list[StepResult]:
     """Each step is retried on its own (up to `retries` times, backoff from `retry_delay_s`) when it fails with
     a transient error; every step is idempotent per date, so a retry redoes only that step."""
+    tasks = declarations.names() if tasks is None else tuple(declarations.get(t).name for t in tasks)
     results: list[StepResult] = []
 
     def step(fn: Callable[..., StepResult], **kwargs) -> StepResult:

@@ -20,9 +20,9 @@ from typing import Iterator
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
 from jobcast.models import registry
-from jobcast.models.task_models import OUTPUT_SCHEMA, Predictor, check_task
+from jobcast.models.task_models import Predictor
 from jobcast.storage import atomic_dir, check_parquet, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
-from jobcast.tasks import spec
+from jobcast.tasks import Task, get as get_task
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,18 @@ FEATURE_HASH = "feature_hash"  # xxhash64 of the model's feature columns (Spark'
 _PREDICTORS: dict[tuple[str, str], Predictor] = {}  # per Python worker process: (task, model dir) -> Predictor
 
 
-def _predictor(task: str, model_dir: str) -> Predictor:
-    key = (task, model_dir)
+def _predictor(task: Task, model_dir: str) -> Predictor:
+    key = (task.name, model_dir)
     pred = _PREDICTORS.get(key)
     if pred is None:
         pred = _PREDICTORS[key] = Predictor.load(task, Path(model_dir))
     return pred
 
 
-def score_batches(task: str, model_dir: str):
+def score_batches(task: Task, model_dir: str):
     """The mapInPandas function: one model per worker, one thread per Spark task (Spark already parallelises).
-    The feature hash passes through."""
+    The feature hash passes through. The task's declaration travels in the closure (by value when it is not
+    jobcast's own: jobcast.tasks.register), so a worker needs no registry of its own."""
     def fn(batches: Iterator) -> Iterator:
         model = _predictor(task, model_dir)
         for pdf in batches:
@@ -48,11 +49,15 @@ def score_batches(task: str, model_dir: str):
     return fn
 
 
-def scoring_code() -> str:
-    """A digest of the code that turns a feature row into a prediction: carried values must come from it."""
+def scoring_code(task: Task) -> str:
+    """A digest of the code that turns a feature row into a prediction (the shared model code and the task's
+    declaration): carried values must come from it."""
+    import inspect
+
     from jobcast.models import matrix, task_models, text_model
 
-    return hashlib.md5(b"".join(Path(m.__file__).read_bytes() for m in (matrix, task_models, text_model))).hexdigest()
+    files = [Path(m.__file__) for m in (matrix, task_models, text_model)] + [Path(inspect.getfile(type(task)))]
+    return hashlib.md5(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
 def previous_partition(settings, task: str, before: str, model_version: str, code: str) -> Path | None:
@@ -68,7 +73,8 @@ def previous_partition(settings, task: str, before: str, model_version: str, cod
 
 
 def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = None, full: bool = False) -> StepResult:
-    check_task(task)
+    declared = get_task(task)
+    task = declared.name
     settings = ctx.settings
     feats = partition(settings.data_dir, "features", date=ctx.ds)
     if not feats.is_dir():
@@ -79,18 +85,18 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
     feat_manifest = read_manifest(feats)
 
     with timed_step("score", ctx, task) as res:
-        model = _predictor(task, str(model_dir.resolve()))  # fail here, in the driver, with a clear message
+        model = _predictor(declared, str(model_dir.resolve()))  # fail here, in the driver, with a clear message
         schema = model.schema
         spark = ctx.spark()
         df = spark.read.parquet(str(feats))
         schema.check(df.columns, feat_manifest.get("text"), f"model {meta['version']} on {feats}")
         from pyspark.sql import functions as F
 
-        code = scoring_code()
+        code = scoring_code(declared)
         feature_hash = F.xxhash64(*schema.columns)
         rows = df.select("job_id", *schema.columns).withColumn(FEATURE_HASH, feature_hash)
-        out_schema = f"{OUTPUT_SCHEMA[task]}, {FEATURE_HASH} bigint"
-        outputs = list(spec(task).columns[1:])  # after job_id
+        out_schema = f"{declared.spark_schema}, {FEATURE_HASH} bigint"
+        outputs = list(declared.outputs)
         prev = None if full else previous_partition(settings, task, ctx.ds, meta["version"], code)
         carried, n_rescored, joined = None, None, None
         if prev is not None:
@@ -105,7 +111,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
             n_rescored = changed.count()
             rows = rows.join(F.broadcast(changed), "job_id", "left_semi")
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
-        scored = rows.mapInPandas(score_batches(task, str(model_dir.resolve())), out_schema)
+        scored = rows.mapInPandas(score_batches(declared, str(model_dir.resolve())), out_schema)
         if carried is not None:
             scored = scored.unionByName(carried)
         final = partition(settings.data_dir, "predictions", task, date=ctx.ds)
@@ -123,7 +129,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
                 "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),
                 "scoring_code": code, "feature_hash": FEATURE_HASH,
                 "carried": n_carried, "rescored": n - n_carried, "carried_from": prev.name[3:] if prev is not None else None,
-                **({"labels": model.labels} if model.labels else {}),
+                **declared.manifest_extras(model),
             })
         log.info("%s %s: %d predictions, %d rescored, %d carried from %s", task, ctx.ds, n, n - n_carried, n_carried,
                  prev or "none (full rescore)")
@@ -134,9 +140,9 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
     return res
 
 
-if __name__ == "__main__":  # spark-submit entry point
+if __name__ == "__main__":  # spark-submit entry point: `spark-submit jobs/score.py --date D ...`
     import sys
 
-    from jobcast.cli import main
+    from jobcast.entry import step_main
 
-    sys.exit(main(["score", *sys.argv[1:]]))
+    sys.exit(step_main(run, "score", sys.argv[1:]))

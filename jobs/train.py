@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -18,8 +18,8 @@ import pandas as pd
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import ConfigError, InputDataError, ModelError
 from jobcast.features.text import TERMS
-from jobcast.models import registry, task_models as tasks
-from jobcast.sources import day_bounds
+from jobcast import tasks
+from jobcast.models import registry, task_models
 from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest
 
 from jobs.extract import provenance
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 30
 MIN_TRAIN = 200
-HOLDOUT = "_jc_holdout"
-SAMPLE_WEIGHT = tasks.SAMPLE_WEIGHT  # 1 / the kept fraction of the row's part (training or holdout)
+HOLDOUT = task_models.HOLDOUT
+SAMPLE_WEIGHT = task_models.SAMPLE_WEIGHT  # 1 / the kept fraction of the row's part (training or holdout)
 
 
 def window_partitions(ctx: RunContext, window_days: int) -> tuple[list[Path], dict[str, str], dict]:
@@ -57,50 +57,13 @@ def window_partitions(ctx: RunContext, window_days: int) -> tuple[list[Path], di
     return paths, {p.name: dvc_hash(p) for p in paths}, json.loads(texts.pop())
 
 
-def day_outcomes(ctx: RunContext, days: list[dt.date]):
-    """Spark frame of views and applies per (posting, day) on each of `days`, from that day's raw events
-    snapshot (the CVR labels)."""
-    from pyspark.sql import functions as F
-
-    settings, spark = ctx.settings, ctx.spark()
-    parts = []
-    for day in days:
-        path = partition(settings.data_dir, "raw", "events", date=day.isoformat())
-        if not path.is_dir():
-            raise InputDataError(f"{path}: no raw events for {day}; run `jobcast extract --date {day}` first")
-        start, end = day_bounds(day, settings.param("run.timezone"))
-        ev = spark.read.parquet(str(path)).where((F.col("occurred_at") >= F.lit(start)) & (F.col("occurred_at") < F.lit(end)))
-        parts.append(ev.groupBy("job_id").agg(
-            F.sum(F.when(F.col("event_type") == "view", 1.0).otherwise(0.0)).alias("views"),
-            F.sum(F.when(F.col("event_type") == "apply", 1.0).otherwise(0.0)).alias("applies"))
-            .withColumn("logical_date", F.lit(day).cast("date")))
-    return functools.reduce(lambda a, b: a.unionByName(b), parts)
-
-
 def window_frame(ctx: RunContext, task: str, paths: list[Path], holdout_days: int, *, labelled: bool = True):
-    """Spark frame of the task's rows of the window with a boolean HOLDOUT column (the time-based holdout).
-
-    salary, category: each posting once, as of its latest snapshot in the window (labelled: with a plausible
-    disclosed salary / a filed category); the holdout is the postings posted in the last holdout_days.
-    cvr: (posting, day) rows with at least one view that day, the day's views and applies joined from its raw
-    events; the holdout is the last holdout_days days."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
+    """Spark frame of the task's rows of the window (its declaration's window_rows) with a boolean HOLDOUT
+    column: the time-based holdout of the last holdout_days days."""
     df = ctx.spark().read.parquet(*[str(p) for p in paths])
-    if task == "cvr":
-        days = [ctx.logical_date - dt.timedelta(days=i) for i in reversed(range(len(paths)))]
-        frame = (df.join(day_outcomes(ctx, days), ["job_id", "logical_date"], "left").fillna(0.0, subset=["views", "applies"])
-                 .where(F.col("views") > 0))
-        first_holdout = ctx.logical_date - dt.timedelta(days=holdout_days - 1)
-        return frame.withColumn(HOLDOUT, F.col("logical_date") >= F.lit(first_holdout))
-    newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
-    frame = df.withColumn("_rn", F.row_number().over(newest)).where("_rn = 1").drop("_rn")
-    if labelled:
-        frame = frame.where((F.col("salary_label") > 0) if task == "salary" else F.col("category_filed").isNotNull())
-    _, day_end = day_bounds(ctx.logical_date, ctx.settings.param("run.timezone"))
-    cutoff = day_end - dt.timedelta(days=holdout_days)
-    return frame.withColumn(HOLDOUT, F.col("posted_at") >= F.lit(cutoff))
+    days = [ctx.logical_date - dt.timedelta(days=i) for i in reversed(range(len(paths)))]
+    first_holdout_day = ctx.logical_date - dt.timedelta(days=holdout_days - 1)
+    return tasks.get(task).window_rows(ctx, df, days, first_holdout_day, labelled=labelled)
 
 
 @dataclass
@@ -133,7 +96,7 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
     every cluster layout. Each kept row carries SAMPLE_WEIGHT = 1 / fraction, so weighted sums (cvr's
     views-weighted loss) stay unbiased. cvr's training rows keep the text terms on one row per posting (its
     newest), the only row its per-posting text model reads: repeating them on every (posting, day) row would
-    multiply the driver's memory by the days in the window."""
+    multiply the driver's memory by the days in the window (every "posting_day" task)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -155,7 +118,7 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
                 u = F.pmod(F.xxhash64("job_id", "logical_date", F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
                 rows = rows.where(u < fraction)
             rows = rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction))
-            if task == "cvr" and part == "train":
+            if tasks.get(task).unit == "posting_day" and part == "train":
                 newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
                 rows = rows.withColumn(TERMS, F.when(F.row_number().over(newest) == 1, F.col(TERMS)))
             table = _collect(rows, staging / part)
@@ -174,16 +137,17 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     from jobcast.models.matrix import FeatureSchema
     from jobcast.models.profile import profile
 
-    tasks.check_task(task)
+    declared = tasks.get(task)
+    task = declared.name
     settings = ctx.settings
-    params = dict(settings.param(f"train.{task}"))
+    params = declared.train_params(settings)
     window_days = int(params.get("window_days", settings.param("train.window_days")))
     holdout_days = settings.param_number("train.holdout_days", int)
     tolerance = settings.param_number("train.gate_tolerance", float)
 
     with timed_step("train", ctx, task) as res:
         t0 = time.monotonic()
-        data = load_training(ctx, task, window_days, holdout_days, max_rows=_cap(params.get("max_rows"), f"train.{task}.max_rows"),
+        data = load_training(ctx, task, window_days, holdout_days, max_rows=_cap(params.get("max_rows"), f"{declared.params_key}.max_rows"),
                              max_holdout_rows=_cap(settings.param("train.max_holdout_rows"), "train.max_holdout_rows"),
                              seed=int(params.get("seed", 7)))
         train_df, holdout, versions, text = data.train, data.holdout, data.versions, data.text
@@ -201,21 +165,23 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
 
         schema = FeatureSchema.fit(train_df, text, task)
         inputs = profile(train_df, list(schema.numeric), list(schema.categorical))  # the features gate compares with it
-        boosters, extras = tasks.fit(task, train_df, schema, params)
+        boosters, extras = declared.fit(train_df, schema, params)
         # The training data version: one md5 over the DVC hashes of the window's partitions (each kept below).
         data_version = hashlib.md5(json.dumps(versions, sort_keys=True).encode()).hexdigest()
         code_version = registry.code_version(settings.root)
         # Same inputs, params and code (commit plus the training code's bytes, so a dirty tree counts) -> same id.
-        code_digest = hashlib.md5(b"".join(f.read_bytes() for f in sorted(Path(tasks.__file__).parent.glob("*.py")))
-                                  + Path(__file__).read_bytes()).hexdigest()
+        code_files = [*sorted(Path(task_models.__file__).parent.glob("*.py")), Path(inspect.getfile(type(declared))),
+                      Path(__file__)]
+        code_digest = hashlib.md5(b"".join(f.read_bytes() for f in code_files)).hexdigest()
         version = f"{ctx.logical_date:%Y%m%d}-" + hashlib.sha1(
             json.dumps([task, data_version, params, text, code_version, code_digest], sort_keys=True).encode()).hexdigest()[:8]
 
         final = registry.version_dir(settings, task, version)
         with atomic_dir(final) as tmp:
             tmp.mkdir(parents=True)
-            extras = tasks.save(tmp, boosters, schema, extras)
-            metrics = {**tasks.evaluate(task, tasks.Predictor.load(task, tmp), holdout), **tasks.baseline(task, train_df, holdout),
+            extras = task_models.save(tmp, boosters, schema, extras)
+            metrics = {**task_models.evaluate(declared, task_models.Predictor.load(declared, tmp), holdout),
+                       **declared.baseline(train_df, holdout),
                        "n_train": int(len(train_df)), "n_holdout": int(len(holdout)),
                        "best_iteration": {k: int(b.best_iteration or b.current_iteration()) for k, b in boosters.items()}}
             meta = {
@@ -255,7 +221,7 @@ def _cap(value, key: str) -> int | None:
 
 def gate(ctx: RunContext, task: str, version: str, holdout: pd.DataFrame, metrics: dict, tolerance: float) -> tuple[bool, str]:
     """Promote unless the champion does better on this same holdout by more than the (relative) tolerance."""
-    metric, higher_better = tasks.GATE_METRIC[task]
+    metric, higher_better = tasks.get(task).gate_metric
     new = metrics[metric]
     champ = registry.champion(ctx.settings, task)
     if champ is None:
@@ -263,9 +229,9 @@ def gate(ctx: RunContext, task: str, version: str, holdout: pd.DataFrame, metric
     if champ["version"] == version:
         return True, "promoted: same version as the champion (identical data, params and code)"
     try:
-        champ_model = tasks.Predictor.load(task, registry.version_dir(ctx.settings, task, champ["version"]))
+        champ_model = task_models.Predictor.load(task, registry.version_dir(ctx.settings, task, champ["version"]))
         champ_model.schema.check(list(holdout.columns), None, f"champion {champ['version']}")
-        old = tasks.evaluate(task, champ_model, holdout)[metric]
+        old = task_models.evaluate(task, champ_model, holdout)[metric]
     except ModelError as exc:
         return True, f"promoted: champion {champ['version']} cannot score these features ({exc})"
     allowed = old * (1 - tolerance) if higher_better else old * (1 + tolerance)

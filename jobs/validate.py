@@ -36,13 +36,14 @@ def read_verdict(settings, subject: str, date: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _gate(ctx: RunContext, subject: str, suite: str, data_dir: Path, df: pd.DataFrame, params: dict[str, Any],
+def _gate(ctx: RunContext, subject: str, suite: str | Path, data_dir: Path, df: pd.DataFrame, params: dict[str, Any],
           extra: dict[str, Any] | None = None, also_failed: list[str] | None = None) -> dict:
     """Run the suite; `also_failed` are failures of checks made outside GX (they fail the gate the same way)."""
     from jobcast.validation.gx import validate_dataframe
 
     settings = ctx.settings
-    outcome = validate_dataframe(df, settings.root / "expectations" / f"{suite}.json", settings.reports_dir,
+    suite_path = suite if isinstance(suite, Path) else settings.root / "expectations" / f"{suite}.json"
+    outcome = validate_dataframe(df, suite_path, settings.reports_dir,
                                  batch_name=f"{subject}/dt={ctx.ds}", parameters=params, run_name=ctx.run_id,
                                  keep_history=settings.param_number("validate.data_docs_keep_runs", int))
     also_failed = list(also_failed or [])
@@ -163,14 +164,14 @@ def validate_features(ctx: RunContext) -> dict:
 def feature_shift(ctx: RunContext, feat_dir: Path) -> list[dict]:
     """The day's features against the training profile of each task's champion (jobcast.models.profile);
     thresholds in params.yaml validate.features_shift. A task without a champion has nothing to compare."""
-    from jobcast import TASKS
+    from jobcast import tasks
     from jobcast.models import registry
     from jobcast.models.profile import shifts
 
     settings = ctx.settings
     thresholds = {k: float(v) for k, v in settings.param("validate.features_shift").items() if k != "enforce"}
     refs = {}
-    for task in TASKS:
+    for task in tasks.names():
         champ = registry.champion(settings, task)
         if champ is not None:
             profile = registry.read_metadata(registry.version_dir(settings, task, champ["version"])).get("profile")
@@ -197,9 +198,9 @@ def live_reference(settings, task: str, sample: int = 50_000) -> dict | None:
     from psycopg2 import sql
 
     from jobcast.db.conn import connect
-    from jobcast.tasks import spec
+    from jobcast.tasks import get
 
-    t = spec(task)
+    t = get(task)
     view, column = sql.Identifier("predictions", t.view), sql.Identifier(t.drift_column)
     conn = connect(settings, application_name="jobcast-validate")
     try:
@@ -208,7 +209,7 @@ def live_reference(settings, task: str, sample: int = 50_000) -> dict | None:
             rows = cur.fetchone()[0]
             if rows == 0:
                 return None
-            if t.categorical:
+            if t.drift_categorical:
                 cur.execute(sql.SQL("select {c}, count(*) from {v} where {c} is not null group by 1 order by 1").format(
                     c=column, v=view))
                 counts = cur.fetchall()
@@ -218,7 +219,7 @@ def live_reference(settings, task: str, sample: int = 50_000) -> dict | None:
                 values = np.array([r[0] for r in cur.fetchall()], dtype=float)
     finally:
         conn.close()
-    if t.categorical:
+    if t.drift_categorical:
         total = sum(n for _, n in counts)
         return {"rows": rows, "partition": {"values": [v for v, _ in counts], "weights": [n / total for _, n in counts]}}
     edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
@@ -249,82 +250,11 @@ def drift_parameters(settings, task: str, live: dict) -> dict[str, Any]:
     return params
 
 
-TOP3_DERIVED = ("top3_well_formed", "top3_prob_sum", "top3_first_is_category", "top3_descending")
-
-
-def _top3_entries(text) -> tuple[list[str], list[float]] | None:
-    """(categories, probabilities) when top3 is a JSON list of exactly 3 {category: non-empty text,
-    probability: number in [0, 1]}; None otherwise."""
-    try:
-        entries = json.loads(text)
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(entries, list) or len(entries) != 3:
-        return None
-    names, probs = [], []
-    for e in entries:
-        if not isinstance(e, dict):
-            return None
-        name, prob = e.get("category"), e.get("probability")
-        if not isinstance(name, str) or not name or isinstance(prob, bool) or not isinstance(prob, (int, float)) \
-                or not 0 <= prob <= 1:
-            return None
-        names.append(name)
-        probs.append(float(prob))
-    return names, probs
-
-
-def add_top3_checks(df: pd.DataFrame) -> pd.DataFrame:
-    """GX has no expectation on values inside JSON: derive columns from top3 that the suite can check.
-
-    top3_well_formed: a JSON list of exactly three {category: non-empty text, probability: 0..1}
-    (GX's expect_column_values_to_match_json_schema does this too, but builds a validator per row:
-    1.6 ms a row, 20 s for 12k postings, half an hour for a million);
-    top3_prob_sum: sum of the probabilities (NaN, i.e. null, when top3 is not well formed);
-    top3_first_is_category: the first entry's category equals the row's category;
-    top3_descending: the probabilities never increase down the list (both null when top3 is not well formed)."""
-    clash = [c for c in TOP3_DERIVED if c in df.columns]
-    if clash:
-        raise InputDataError(f"category predictions have columns {clash}, which validation derives itself; "
-                             "expected only job_id, category, probability, top3")
-    ok, sums, first, desc = [], [], [], []
-    for category, text in zip(df["category"], df["top3"]):
-        parsed = _top3_entries(text)
-        ok.append(parsed is not None)
-        if parsed is None:  # null: only top3_well_formed (and the sum's not-null check) name the problem
-            sums.append(float("nan"))
-            first.append(None)
-            desc.append(None)
-            continue
-        names, probs = parsed
-        sums.append(sum(probs))
-        first.append(names[0] == category)
-        desc.append(all(a >= b for a, b in zip(probs, probs[1:])))
-    return df.assign(top3_well_formed=ok, top3_prob_sum=sums, top3_first_is_category=first, top3_descending=desc)
-
-
-def prediction_parameters(settings, task: str, preds: Path, manifest: dict, df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The frame the suite predictions_<task> checks (with derived columns) and its runtime parameters."""
-    params: dict[str, Any] = {"expected_rows": int(manifest.get("expected_rows") or -1)}
-    if task == "salary":
-        bounds = settings.param("validate.salary")
-        params.update(salary_min=float(bounds["min"]), salary_max=float(bounds["max"]))
-    elif task == "category":
-        labels = manifest.get("labels")
-        if not isinstance(labels, list) or not labels:
-            raise InputDataError(f"{preds}/_manifest.json: no \"labels\" list; expected the category model's labels "
-                                 "(written by `jobcast score --task category`)")
-        params.update(labels=[str(x) for x in labels])
-        df = add_top3_checks(df)
-    elif task == "cvr":
-        bounds = settings.param("validate.cvr")
-        params.update(cvr_min=float(bounds["min"]), cvr_max=float(bounds["max"]))
-    else:
-        raise InputDataError(f"validate --task {task}: no prediction gate for this task; expected salary, category or cvr")
-    return df, params
-
-
 def validate_predictions(ctx: RunContext, task: str) -> dict:
+    from jobcast.tasks import get
+
+    declared = get(task)
+    task = declared.name
     settings = ctx.settings
     preds = _need(partition(settings.data_dir, "predictions", task, date=ctx.ds), "predictions",
                   f"jobcast score --task {task} --date {ctx.ds}")
@@ -335,14 +265,16 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     check_parquet(preds, f"`jobcast score --task {task} --date {ctx.ds} --full`")
     table = pq.read_table(preds)
     table = table.drop_columns([FEATURE_HASH]) if FEATURE_HASH in table.column_names else table
-    df, params = prediction_parameters(settings, task, preds, manifest, table.to_pandas())
-    drift_suite = settings.root / "expectations" / f"drift_{task}.json"
+    manifest_rows = int(manifest.get("expected_rows") or -1)
+    df, params = declared.suite_parameters(settings, preds, manifest, table.to_pandas())
+    params = {"expected_rows": manifest_rows, **params}
+    drift_suite = declared.suite(settings.root, "drift")
     # Fail closed: the predictions verdict says the drift gate is required, and publish accepts it only next to
     # a drift verdict of the same run and content. A drift gate that errors (the live batch unreadable, a GX or
     # config error) or is killed leaves no such verdict: the batch is not publishable.
     extra = {"task": task, "model_version": manifest.get("model_version"),
              "drift": "required" if drift_suite.is_file() else "no drift suite"}
-    verdict = _gate(ctx, task, f"predictions_{task}", preds, df, params, extra)
+    verdict = _gate(ctx, task, declared.suite(settings.root, "predictions"), preds, df, params, extra)
     if not drift_suite.is_file():
         return verdict
     live = live_reference(settings, task)
@@ -355,7 +287,7 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
             "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(), **extra})
         return verdict
     try:
-        _gate(ctx, f"{task}_drift", f"drift_{task}", preds, df, drift_parameters(settings, task, live), extra)
+        _gate(ctx, f"{task}_drift", drift_suite, preds, df, drift_parameters(settings, task, live), extra)
     except ValidationFailed:
         # The predictions verdict is what people read first: record the drift failure there too.
         drift = read_verdict(settings, f"{task}_drift", ctx.ds)

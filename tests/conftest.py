@@ -170,7 +170,7 @@ def champions(settings, generated, tmp_path_factory):
     test database holds the same rows) and copied, so tests that only need models don't retrain."""
     import shutil
 
-    from jobcast import TASKS
+    from jobcast.tasks import names as task_names
 
     cache = tmp_path_factory.getbasetemp() / "champions-cache"
     if not cache.is_dir():
@@ -178,7 +178,7 @@ def champions(settings, generated, tmp_path_factory):
 
         ctx = make_ctx(settings)
         window.run(ctx)
-        for task in TASKS:
+        for task in task_names():
             train.run(ctx, task=task)
         tmp = cache.with_suffix(".tmp")
         shutil.copytree(settings.models_dir, tmp / "models")

@@ -6,11 +6,10 @@ Imported only inside task callables (never at DAG parse time).
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +126,14 @@ def logical_day(context: dict[str, Any], timezone: str) -> dt.date:
     return logical.astimezone(ZoneInfo(timezone)).date()
 
 
-def run_step(step: str, context: dict[str, Any], task: str | None = None, **step_kwargs: Any) -> dict[str, Any]:
+def run_step(run: Callable[..., Any], context: dict[str, Any], task: str | None = None, **step_kwargs: Any) -> dict[str, Any]:
+    """Call a step (jobs/<step>.py's run) for an Airflow task: the run's logical date and params (the trigger
+    form's tasks, pinned model versions, dry run, force, full rescore, snapshot refresh) become its arguments;
+    a transient error is raised for Airflow's retries, anything else fails the task at once."""
     from jobcast.config import Settings
     from jobcast.context import RunContext
 
+    step = run.__module__.rsplit(".", 1)[-1]
     params = context.get("params") or {}
     if task is not None and task not in (params.get("tasks") or [task]):
         from airflow.sdk.exceptions import AirflowSkipException
@@ -156,7 +159,7 @@ def run_step(step: str, context: dict[str, Any], task: str | None = None, **step
     from jobcast.errors import is_transient
 
     try:
-        result = importlib.import_module(f"jobs.{step}").run(ctx, **kwargs)
+        result = run(ctx, **kwargs)
     except Exception as exc:
         from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -180,3 +183,61 @@ def on_failure(context: dict[str, Any]) -> None:
     report = getattr(exc, "report_path", None)
     log.error("jobcast task %s failed for run %s: %s%s", getattr(ti, "task_id", "?"), context.get("run_id"), exc,
               f" (report: {report})" if report else "")
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+def exec_cli(settings, argv: list[str]) -> None:
+    """Replace this process with the `airflow` CLI on the project-local Airflow (home .airflow/, LocalExecutor,
+    metadata on PostgreSQL unless JOBCAST_AIRFLOW_DB=sqlite); migrates the metadata and creates the pools and
+    connections on first use."""
+    import subprocess
+    import sys
+
+    user_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    env = {**airflow_env(settings.root, metadata_url=user_conn or metadata_url(settings)), **os.environ}
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `airflow standalone` spawns `airflow` by name
+    airflow = str(Path(bindir) / "airflow")
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    if not metadata_ready(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]):
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        setup(airflow, env)
+    rest = list(argv)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    os.execve(airflow, [airflow, *rest], env)
+
+
+def setup(airflow: str, env: dict) -> None:
+    """Create POOLS and CONNECTIONS through the `airflow` CLI in the Airflow `env` points at."""
+    import subprocess
+
+    for cmd in setup_commands(airflow):
+        check = cmd[2] != "delete"  # deleting a connection that does not exist yet is fine
+        subprocess.run(cmd, env=env, check=check, stdout=subprocess.DEVNULL, stderr=None if check else subprocess.DEVNULL)
+
+
+def init_current() -> str:
+    """Every pool and connection the DAGs use, in the Airflow this environment points at (as it is: no
+    project-local overrides); docker-compose's airflow-init service runs it after `airflow db migrate`."""
+    import shutil
+    import sys
+
+    airflow = shutil.which("airflow") or str(Path(sys.executable).parent / "airflow")
+    setup(airflow, dict(os.environ))
+    return f"airflow: pools {sorted(POOLS)}; connections {sorted(CONNECTIONS)}"
+
+
+def metadata_ready(url: str) -> bool:
+    """Has `airflow db migrate` run on this metadata database? (Cheap: no Airflow import.)"""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):].split("?")[0]).exists()
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+        import psycopg2
+
+        with psycopg2.connect(url.replace("+psycopg2", "", 1)) as conn, conn.cursor() as cur:
+            cur.execute("select to_regclass('public.alembic_version') is not null")
+            ready = cur.fetchone()[0]
+        conn.close()
+        return ready
+    return True  # another backend: the user runs `airflow db migrate` themselves

@@ -1,6 +1,8 @@
 """Task definitions shared by the DAG files: thin @task wrappers over jobs/, imported at parse time.
 
-Only airflow.sdk at module level; each task imports jobcast.airflow (and through it jobs/) when it runs.
+Each task is one hop from its DAG line to its jobs/ function: it imports that function when it runs and hands
+it to jobcast.airflow.run_step, which only adds the run's date, params and retry policy. Only airflow.sdk
+and stdlib-only modules at module level.
 """
 
 import datetime as dt
@@ -14,65 +16,74 @@ from jobcast.airflow import SPARK_POOL  # stdlib-only module: cheap at parse tim
 @task
 def extract(**context):
     from jobcast.airflow import run_step
+    from jobs.extract import run
 
-    return run_step("extract", context)
+    return run_step(run, context)
 
 
 @task
 def validate_raw(**context):
     from jobcast.airflow import run_step
+    from jobs.validate import run
 
-    return run_step("validate", context, layer="raw")
+    return run_step(run, context, layer="raw")
 
 
 @task(pool=SPARK_POOL)
 def features(**context):
     from jobcast.airflow import run_step
+    from jobs.features import run
 
-    return run_step("features", context)
+    return run_step(run, context)
 
 
 @task
 def validate_features(**context):
     from jobcast.airflow import run_step
+    from jobs.validate import run
 
-    return run_step("validate", context, layer="features")
+    return run_step(run, context, layer="features")
 
 
 @task(pool=SPARK_POOL)
 def window(**context):
     from jobcast.airflow import run_step
+    from jobs.window import run
 
-    return run_step("window", context)
+    return run_step(run, context)
 
 
 # Per prediction task; the DAGs give each instance its task_id (score_salary, ...) with .override().
 @task(pool=SPARK_POOL)
 def score(prediction_task: str, **context):
     from jobcast.airflow import run_step
+    from jobs.score import run
 
-    return run_step("score", context, task=prediction_task)
+    return run_step(run, context, task=prediction_task)
 
 
 @task
 def validate_predictions(prediction_task: str, **context):
     from jobcast.airflow import run_step
+    from jobs.validate import run
 
-    return run_step("validate", context, task=prediction_task)
+    return run_step(run, context, task=prediction_task)
 
 
 @task
 def publish(prediction_task: str, **context):
     from jobcast.airflow import run_step
+    from jobs.publish import run
 
-    return run_step("publish", context, task=prediction_task)
+    return run_step(run, context, task=prediction_task)
 
 
 @task(pool=SPARK_POOL)  # LightGBM uses every core: one heavy task at a time, like Spark
 def train(prediction_task: str, **context):
     from jobcast.airflow import run_step
+    from jobs.train import run
 
-    return run_step("train", context, task=prediction_task)
+    return run_step(run, context, task=prediction_task)
 
 
 def prepare_day():

@@ -1,4 +1,5 @@
-"""The `jobcast` command line: thin adapters from arguments to the step functions in jobs/."""
+"""The `jobcast` command line: thin adapters from arguments to the functions that do the work (the steps in
+jobs/, and jobcast.generate, jobcast.db, jobcast.airflow, jobcast.demo)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,11 @@ import os
 import sys
 from typing import Sequence
 
-from jobcast import TASKS
+from jobcast import tasks
+from jobcast.entry import guarded, setup_logging
 from jobcast.errors import JobcastError
 
 log = logging.getLogger("jobcast")
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    for noisy in ("py4j", "great_expectations", "matplotlib", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _ctx(args):
@@ -40,18 +35,9 @@ def _settings():
 def cmd_db(args) -> int:
     settings = _settings()
     if args.action == "migrate":
-        from jobcast.db.conn import connect
-        from jobcast.db.migrate import migrate
+        from jobcast.db.migrate import migrate_project
 
-        conn = connect(settings)
-        try:
-            applied = migrate(conn, settings.root / "sql" / "migrations")
-        finally:
-            conn.close()
-        state = settings.state_dir / "migrations.json"
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"migrations": sorted(p.name for p in (settings.root / "sql" / "migrations").glob("*.sql"))},
-                                    indent=2), encoding="utf-8")
+        applied = migrate_project(settings)
         print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
         return 0
     if settings.database_url:
@@ -78,32 +64,12 @@ def cmd_db(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    import datetime as dt
-    import time
+    from jobcast.generate import generate
 
-    from jobcast.db.conn import connect
-    from jobcast.generate.core import GenerateSpec, load
-
-    settings = _settings()
-    p = settings.param("generate")
-    spec = GenerateSpec(
-        postings=args.postings or int(p["postings"]), days=args.days or int(p["days"]), seed=args.seed if args.seed is not None else int(p["seed"]),
-        start_date=dt.date.fromisoformat(args.start_date or str(p["start_date"])), timezone=settings.param("run.timezone"),
-    )
-    t0 = time.perf_counter()
-    conn = connect(settings, application_name="jobcast-generate")
-    try:
-        counts = load(conn, spec, settings.root / "sql" / "demo" / "app_schema.sql",
-                      chunk_postings=getattr(args, "chunk_postings", None) or 100_000, truth=not getattr(args, "no_truth", False))
-    finally:
-        conn.close()
-    manifest = {"postings": spec.postings, "days": spec.days, "seed": spec.seed, "start_date": spec.start_date.isoformat(),
-                "end_date": spec.end_date.isoformat(), "rows": counts}
-    out = settings.data_dir / "generated.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    print(f"generated {counts['app.job_postings']} postings and {counts['app.events']} events for "
-          f"{spec.start_date}..{spec.end_date} in {time.perf_counter() - t0:.1f}s")
+    board = generate(_settings(), postings=args.postings, days=args.days, seed=args.seed, start_date=args.start_date,
+                     chunk_postings=args.chunk_postings, truth=not args.no_truth)
+    print(f"generated {board['rows']['app.job_postings']} postings and {board['rows']['app.events']} events for "
+          f"{board['start_date']}..{board['end_date']} in {board['seconds']:.1f}s")
     return 0
 
 
@@ -150,49 +116,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Fresh-machine demo: local DB, demo data, the daily run, then the same date through Airflow."""
-    import subprocess
-    import time
+    from jobcast.demo import demo
 
-    from jobcast.context import RunContext, parse_date
-    from jobcast.db.conn import connect, database_url
-    from jobcast.db.migrate import migrate
-    from jobcast.report import live_summary
-
-    from jobs.run import run
-
-    settings = _settings()
-    date = parse_date(args.date or settings.param("run.date"))
-    if not settings.database_url:
-        from jobcast.db.local import cluster_for
-
-        cluster_for(settings).start()
-    conn = connect(settings)
-    try:
-        migrate(conn, settings.root / "sql" / "migrations")
-    finally:
-        conn.close()
-    cmd_generate(argparse.Namespace(postings=None, days=None, seed=None, start_date=None))
-    print(f"jobcast run {date}")
-    run(RunContext(logical_date=date, settings=settings))
-    if not args.skip_airflow:
-        log_file = settings.state_dir / "logs" / f"demo-airflow-{date}.log"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        with log_file.open("w") as fh:
-            # One in-process run: SQLite metadata is enough (and is what the embedded defaults promise).
-            proc = subprocess.run([sys.executable, "-m", "jobcast.cli", "airflow", "dags", "test", "jobcast_daily", str(date)],
-                                  stdout=fh, stderr=subprocess.STDOUT, env={"JOBCAST_AIRFLOW_DB": "sqlite", **os.environ})
-        outcome = "success" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-        print(f"airflow dags test jobcast_daily {date}: {outcome} in {time.perf_counter() - t0:.0f}s (log: {log_file})")
-        if proc.returncode != 0:
-            return 1
-    for line in live_summary(settings, TASKS):
-        print(line)
-    # Model quality next to the best achievable on this data (the generator's truth): bench/quality.py.
-    subprocess.run([sys.executable, str(settings.root / "bench" / "quality.py"), "--date", str(date)], check=False)
-    print(f"read it yourself: psql {database_url(settings)} -c 'select * from predictions.job_category limit 5'")
-    return 0
+    return demo(_settings(), args.date, args.skip_airflow)
 
 
 def cmd_rollback(args) -> int:
@@ -262,14 +188,13 @@ def cmd_batches(args) -> int:
 
 def cmd_models(args) -> int:
     from jobcast.models import registry
-    from jobcast.models.task_models import GATE_METRIC
 
     settings = _settings()
     if args.action == "list":
         champ = (registry.champion(settings, args.task) or {}).get("version")
         for m in registry.list_versions(settings, args.task):
             mark = "*" if m["version"] == champ else " "
-            metric = GATE_METRIC[args.task][0]
+            metric = tasks.get(args.task).gate_metric[0]
             value = float(m["metrics"].get(metric, float("nan")))
             shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
             print(f"{mark} {m['version']:<20} {m['created_at'][:19]}  {metric}={shown}  "
@@ -288,72 +213,21 @@ def cmd_models(args) -> int:
 
 
 def cmd_airflow(args) -> int:
-    """Run the `airflow` CLI against the project-local Airflow (home .airflow/, LocalExecutor, metadata on
-    PostgreSQL unless JOBCAST_AIRFLOW_DB=sqlite); migrates the metadata and creates the pool on first use."""
-    import subprocess
-    from pathlib import Path
+    from jobcast.airflow import exec_cli
 
-    from jobcast.airflow import airflow_env, metadata_url
-
-    settings = _settings()
-    user_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-    env = {**airflow_env(settings.root, metadata_url=user_conn or metadata_url(settings)), **os.environ}
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `airflow standalone` spawns `airflow` by name
-    airflow = str(Path(bindir) / "airflow")
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    if not _airflow_metadata_ready(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]):
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-        _airflow_setup(airflow, env)
-    rest = list(args.airflow_args)
-    if rest[:1] == ["--"]:
-        rest = rest[1:]
-    os.execve(airflow, [airflow, *rest], env)
-    return 0  # not reached
-
-
-def _airflow_setup(airflow: str, env: dict) -> None:
-    import subprocess
-
-    from jobcast.airflow import setup_commands
-
-    for cmd in setup_commands(airflow):
-        check = cmd[2] != "delete"  # deleting a connection that does not exist yet is fine
-        subprocess.run(cmd, env=env, check=check, stdout=subprocess.DEVNULL, stderr=None if check else subprocess.DEVNULL)
+    exec_cli(_settings(), list(args.airflow_args))
+    return 0  # not reached: the process is now `airflow`
 
 
 def cmd_airflow_init(args) -> int:
-    """Create every pool and connection the DAGs use in the Airflow this environment points at (as it is:
-    no project-local overrides); docker-compose's airflow-init service runs it after `airflow db migrate`."""
-    import shutil
-    from pathlib import Path
+    from jobcast.airflow import init_current
 
-    from jobcast.airflow import CONNECTIONS, POOLS
-
-    airflow = shutil.which("airflow") or str(Path(sys.executable).parent / "airflow")
-    _airflow_setup(airflow, dict(os.environ))
-    print(f"airflow: pools {sorted(POOLS)}; connections {sorted(CONNECTIONS)}")
+    print(init_current())
     return 0
 
 
-def _airflow_metadata_ready(url: str) -> bool:
-    """Has `airflow db migrate` run on this metadata database? (Cheap: no Airflow import.)"""
-    from pathlib import Path
-
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):].split("?")[0]).exists()
-    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
-        import psycopg2
-
-        with psycopg2.connect(url.replace("+psycopg2", "", 1)) as conn, conn.cursor() as cur:
-            cur.execute("select to_regclass('public.alembic_version') is not null")
-            ready = cur.fetchone()[0]
-        conn.close()
-        return ready
-    return True  # another backend: the user runs `airflow db migrate` themselves
-
-
 def build_parser() -> argparse.ArgumentParser:
+    names = tasks.names()  # the declared prediction tasks (jobcast.tasks)
     p = argparse.ArgumentParser(prog="jobcast", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--retries", type=int, default=0, metavar="N",
@@ -387,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--date", required=True, help="logical date YYYY-MM-DD")
         sp.add_argument("--run-id")
         if task:
-            sp.add_argument("--task", choices=TASKS, default="salary")
+            sp.add_argument("--task", choices=names, default="salary")
         sp.set_defaults(fn=cmd_step)
         return sp
 
@@ -413,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the whole daily path for one date")
     run.add_argument("--date", required=True)
     run.add_argument("--run-id")
-    run.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    run.add_argument("--tasks", nargs="+", choices=names, default=list(names))
     run.add_argument("--train", action="store_true", help="retrain before scoring (always done when no champion exists)")
     run.add_argument("--force", action="store_true")
     run.add_argument("--full", action="store_true", help="score every posting, none carried from the last batch")
@@ -426,18 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(fn=cmd_demo)
 
     rb = sub.add_parser("rollback", help="make the previous (or a named) published batch live again")
-    rb.add_argument("task", choices=TASKS)
+    rb.add_argument("task", choices=names)
     rb.add_argument("--to", type=int, help="batch_id to make live")
     rb.set_defaults(fn=cmd_rollback)
 
     cl = sub.add_parser("cleanup", help="fail batches left behind by interrupted runs; finish pending detaches and retention")
-    cl.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    cl.add_argument("--tasks", nargs="+", choices=names, default=list(names))
     cl.set_defaults(fn=cmd_cleanup)
 
     sub.add_parser("docs", help="regenerate docs/prediction-tables.md from the database comments").set_defaults(fn=cmd_docs)
 
     b = sub.add_parser("batches", help="list prediction batches")
-    b.add_argument("--task", choices=TASKS)
+    b.add_argument("--task", choices=names)
     b.add_argument("--limit", type=int, default=20)
     b.set_defaults(fn=cmd_batches)
 
@@ -450,43 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "show", "promote"])
-    m.add_argument("--task", choices=TASKS, default="salary")
+    m.add_argument("--task", choices=names, default="salary")
     m.add_argument("--version")
     m.set_defaults(fn=cmd_models)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
-    try:
-        return args.fn(args)
-    except Exception as exc:
-        from jobcast.errors import is_transient
-
-        if is_transient(exc):  # exit 75 (EX_TEMPFAIL): a scheduler may retry; --retries does it here
-            print(f"jobcast: transient error (retry may succeed): {type(exc).__name__}: {' '.join(str(exc).split())}",
-                  file=sys.stderr)
-            return 75
-        if isinstance(exc, JobcastError):
-            print(f"jobcast: error: {exc}", file=sys.stderr)
-            return 2
-        chain, e = [], exc
-        while e is not None and len(chain) < 10:
-            chain.append(f"{e!r} {e}")
-            e = e.__cause__ or e.__context__
-        if "No space left on device" in " ".join(chain):  # Spark wraps it in a Java stack trace
-            print(f"jobcast: error: no space left on device while running `{args.command}`; nothing already written "
-                  "was replaced (outputs are swapped in whole); free space (or set JOBCAST_DATA_DIR) and rerun",
-                  file=sys.stderr)
-            return 2
-        raise
-    finally:
-        from jobcast.spark import stop_session
-
-        stop_session()
+    setup_logging(args.verbose)
+    return guarded(lambda: args.fn(args), args.command)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from jobcast.tasks import SPECS
+from jobcast.tasks import all_tasks
 
-LOOKUPS = "\n".join(t.example for t in SPECS.values())
+LOOKUPS = "\n".join(t.example for t in all_tasks())
 
 EXAMPLES = """## Example queries
 

@@ -4,23 +4,7 @@ from __future__ import annotations
 
 from jobcast.config import Settings
 from jobcast.db.conn import connect
-from jobcast.tasks import spec
-
-# Quality of the live batch against the generator's truth (schema truth exists only in the demo):
-# task -> (label, SQL over the view aliased p, truth tables it needs, format).
-QUALITY = {
-    "salary": ("salary_mae_vs_truth",
-               "select avg(abs(p.salary_p50 - t.salary)) from {view} p join truth.job_salary t using (job_id)",
-               ("truth.job_salary",), "{:,.0f} JPY"),
-    "category": ("category_accuracy_vs_truth",
-                 "select avg((p.category = t.category)::int) from {view} p join truth.job_category t using (job_id)",
-                 ("truth.job_category",), "{:.3f}"),
-    # The truth is per posting and day (the CVR changes as a posting ages): compare the batch's own day.
-    "cvr": ("cvr_mae_vs_truth",
-            "select avg(abs(p.cvr - t.cvr)) from {view} p "
-            "join truth.job_cvr_daily t on t.job_id = p.job_id and t.day = p.prediction_date",
-            ("truth.job_cvr_daily",), "{:.4f}"),
-}
+from jobcast.tasks import get as spec
 
 
 def live_summary(settings: Settings, tasks: tuple[str, ...]) -> list[str]:
@@ -30,18 +14,22 @@ def live_summary(settings: Settings, tasks: tuple[str, ...]) -> list[str]:
     try:
         with conn.cursor() as cur:
             for task in tasks:
-                view = spec(task).qualified_view
+                declared = spec(task)
+                view = declared.qualified_view
                 cur.execute(f"select count(*), min(batch_id), max(batch_id), min(prediction_date)::text from {view}")
                 rows, bmin, bmax, pdate = cur.fetchone()
                 line = f"{view}: rows={rows} batch_id={bmax} prediction_date={pdate}"
                 if bmin != bmax:
                     line += f" (MIXED batches {bmin}..{bmax}!)"
-                label, query, needs, fmt = QUALITY[task]
-                cur.execute("select bool_and(to_regclass(t) is not null) from unnest(%s::text[]) t", (list(needs),))
+                q = declared.quality  # against the generator's truth: schema truth exists only on a generated board
+                if q is None:
+                    lines.append(line)
+                    continue
+                cur.execute("select bool_and(to_regclass(t) is not null) from unnest(%s::text[]) t", (list(q.needs),))
                 if rows and cur.fetchone()[0]:
-                    cur.execute(query.format(view=view))
+                    cur.execute(q.sql.format(view=view))
                     value = cur.fetchone()[0]
-                    line += f" {label}={fmt.format(value) if value is not None else 'n/a (no matching truth rows)'}"
+                    line += f" {q.label}={q.fmt.format(value=value, currency=settings.param('board.currency')) if value is not None else 'n/a (no matching truth rows)'}"
                 lines.append(line)
     finally:
         conn.close()

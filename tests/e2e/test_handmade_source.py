@@ -9,11 +9,13 @@ import random
 import psycopg2
 import pytest
 
-from jobcast import TASKS
+from jobcast.tasks import names
 from jobcast.models import registry
 
 from conftest import create_source_tables, make_ctx
 from jobs import publish, score, train, validate, window
+
+TASKS = names()  # the declared prediction tasks
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
-from jobcast import TASKS
+from jobcast.tasks import names
 from jobcast.errors import ModelError
 from jobcast.models import registry
 from jobcast.models.task_models import Predictor
@@ -17,6 +17,8 @@ from jobcast.storage import partition
 
 from conftest import SMALL_DATE, make_ctx, with_params
 from jobs import extract, features, publish, score, train, validate
+
+TASKS = names()  # the declared prediction tasks
 
 pytestmark = pytest.mark.e2e
 

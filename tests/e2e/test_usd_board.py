@@ -8,12 +8,14 @@ import random
 
 import pytest
 
-from jobcast import TASKS
+from jobcast.tasks import names
 from jobcast.config import Settings
 from jobcast.errors import ValidationFailed
 
 from conftest import REPO, create_source_tables, make_ctx
 from jobs import extract, publish, score, train, validate, window
+
+TASKS = names()  # the declared prediction tasks
 
 pytestmark = pytest.mark.e2e
 

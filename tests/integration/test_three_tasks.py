@@ -11,7 +11,7 @@ import pytest
 from jobcast.errors import PublishError, ValidationFailed
 from jobcast.publish.store import BatchInfo, publish, rollback
 from jobcast.storage import write_manifest
-from jobcast.tasks import SPECS
+from jobcast.tasks import get, names
 
 from conftest import REPO, make_ctx
 from test_publish import write_batch
@@ -65,7 +65,7 @@ def fetch(conn, query, *args):
 
 
 def test_task_registry_matches_the_tables_and_views_in_sql(conn):
-    for t in SPECS.values():
+    for t in map(get, names()):
         table_cols = [r[0] for r in fetch(conn, "select attname from pg_attribute where attrelid = %s::regclass "
                                                 "and attnum > 0 and not attisdropped", f"jobcast_internal.{t.table}")]
         assert sorted(table_cols) == sorted(("batch_id", *t.columns)), t.name
@@ -104,7 +104,7 @@ def test_rollback_of_one_task_leaves_the_others_live(tmp_path, db_url, conn):
     cvr = publish(factory, write_cvr_batch(tmp_path / "v", [1]), info("cvr"))["batch_id"]
 
     def live():
-        return {t: fetch(conn, f"select distinct batch_id from {s.qualified_view}")[0][0] for t, s in SPECS.items()}
+        return {t: fetch(conn, f"select distinct batch_id from {s.qualified_view}")[0][0] for t, s in ((n, get(n)) for n in names())}
 
     assert live() == {"salary": sal[1], "category": cat[1], "cvr": cvr}
     c = factory()
@@ -136,9 +136,9 @@ def test_the_tables_refuse_rows_that_break_their_invariants(tmp_path, db_url, co
     with pytest.raises(PublishError, match=match):
         publish(lambda: psycopg2.connect(db_url), path, info(task))
     assert fetch(conn, "select status from predictions.batches") == [("failed",)]
-    assert fetch(conn, f"select count(*) from {SPECS[task].qualified_view}") == [(0,)]
+    assert fetch(conn, f"select count(*) from {get(task).qualified_view}") == [(0,)]
     assert fetch(conn, "select count(*) from pg_tables where schemaname = 'jobcast_internal' and tablename like %s",
-                 f"{SPECS[task].table}_b%") == [(0,)]
+                 f"{get(task).table}_b%") == [(0,)]
 
 
 # --- the gates, through jobs/validate and jobs/publish (real GX) -------------------------------------------
@@ -338,7 +338,7 @@ def test_migration_0003_keeps_old_salary_batches_readable_and_rollback_to_them_w
     c.close()
 
     c = psycopg2.connect(url)
-    assert migrate(c, REPO / "sql" / "migrations") == ["0003_three_tasks.sql"]
+    assert migrate(c, REPO / "sql" / "migrations") == ["0003_three_tasks.sql", "0004_tasks_are_declared.sql"]
     c.close()
     c = psycopg2.connect(url)
     c.autocommit = True
@@ -362,5 +362,5 @@ def test_migration_0003_keeps_old_salary_batches_readable_and_rollback_to_them_w
 
 
 def test_the_documented_lookup_examples_run(conn):
-    for t in SPECS.values():
+    for t in map(get, names()):
         assert fetch(conn, t.example.replace("$1", "%s"), 1) == [], t.example  # valid SQL on an empty view

@@ -4,7 +4,7 @@ chosen on the early-stopping tail: whichever component carries the board's signa
 import lightgbm as lgb
 import numpy as np
 
-from jobcast.models.task_models import BLEND_WEIGHTS, _blend_weight
+from jobcast.models.task_models import BLEND_WEIGHTS, blend_weight
 from jobcast.models.text_model import fit_out_of_fold, terms_matrix
 
 
@@ -28,7 +28,7 @@ def test_the_text_model_takes_the_weight_when_the_booster_learned_nothing():
     X, y, text = _board(text_informative=True)
     fit_rows, stop = np.arange(800), np.arange(800, 900)
     noise = np.random.default_rng(1).permutation(y)  # a booster fitted on shuffled labels knows nothing
-    blend = _blend_weight(_booster(X, y, fit_rows, noise), X, stop, y, text, [1, 2, 3])
+    blend = blend_weight(_booster(X, y, fit_rows, noise), X, stop, y, text, [1, 2, 3])
     assert blend["booster_weight"] == 0.0
     assert [c["booster_weight"] for c in blend["candidates"]] == list(BLEND_WEIGHTS) and blend["rows"] == 100
 
@@ -36,7 +36,7 @@ def test_the_text_model_takes_the_weight_when_the_booster_learned_nothing():
 def test_the_booster_takes_the_weight_when_the_signal_is_outside_the_text():
     X, y, text = _board(text_informative=False)
     fit_rows, stop = np.arange(800), np.arange(800, 900)
-    blend = _blend_weight(_booster(X, y, fit_rows), X, stop, y, text, [1, 2, 3])
+    blend = blend_weight(_booster(X, y, fit_rows), X, stop, y, text, [1, 2, 3])
     assert blend["booster_weight"] == 1.0
     best = min(blend["candidates"], key=lambda c: c["log_loss"])
     assert best["accuracy"] > 0.95

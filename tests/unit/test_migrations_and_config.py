@@ -56,3 +56,29 @@ def test_params_override_file_merges_key_by_key(monkeypatch, tmp_path):
     monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(tmp_path / "missing.yaml"))
     with pytest.raises(ConfigError, match="missing.yaml"):
         Settings.load(REPO)
+
+
+def test_every_declared_task_has_its_suites_and_is_in_the_dvc_matrix():
+    """params.yaml `tasks` is what dvc.yaml's stage matrix reads (DVC cannot import the declarations): it must
+    list exactly the declared tasks, in their order; each declared task has its predictions suite and checkpoint."""
+    import yaml
+
+    from jobcast import tasks
+
+    assert yaml.safe_load((REPO / "params.yaml").read_text())["tasks"] == list(tasks.names())
+    for t in tasks.all_tasks():
+        suite = t.suite(REPO, "predictions")
+        assert suite.is_file() and (suite.parent / "checkpoints" / suite.name).is_file(), t.name
+        assert t.columns[0] == "job_id" and set(t.spark_schema.split(", ")) >= {"job_id long"}, t.name
+        assert t.drift_column in t.outputs and t.gate_metric[0], t.name
+
+
+def test_the_cli_offers_exactly_the_declared_tasks():
+    from jobcast import tasks
+    from jobcast.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--date", "2026-10-30", "--task", "cvr"]).task == "cvr"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--date", "2026-10-30", "--task", "nope"])
+    assert parser.parse_args(["run", "--date", "2026-10-30"]).tasks == list(tasks.names())

@@ -70,3 +70,22 @@ def migrate(conn, directory: Path) -> list[str]:
             cur.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
             conn.commit()
     return applied_now
+
+
+def migrate_project(settings) -> list[str]:
+    """Apply the project's sql/migrations to the shared DB; records the files in .jobcast/migrations.json (the
+    DVC stage `database`'s output)."""
+    import json
+
+    from jobcast.db.conn import connect
+
+    directory = settings.root / "sql" / "migrations"
+    conn = connect(settings)
+    try:
+        applied = migrate(conn, directory)
+    finally:
+        conn.close()
+    state = settings.state_dir / "migrations.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"migrations": sorted(p.name for p in directory.glob("*.sql"))}, indent=2), encoding="utf-8")
+    return applied

@@ -16,17 +16,6 @@ EVENT_NUMERIC = (
     *(f"{kind}_{w}d" for w in EVENT_WINDOWS for kind in ("views", "applies")),
     "job_cvr_28d", "company_cvr_28d", "category_cvr_28d",
 )
-# The feature columns each task's model may use, by kind; a model records its own in its feature schema.
-# category must not see category_filed (it is the training label); salary must not see salary_offered (ditto).
-FEATURE_SETS: dict[str, dict[str, tuple[str, ...]]] = {
-    "salary": {"numeric": ("title_len", "desc_len"),
-               "categorical": ("prefecture", "employment_type", "category_filed")},
-    "category": {"numeric": ("title_len", "desc_len"),
-                 "categorical": ("prefecture", "employment_type")},
-    "cvr": {"numeric": ("posting_age_days", "title_len", "desc_len", "salary_offered", *EVENT_NUMERIC),
-            "categorical": ("prefecture", "employment_type", "category_filed")},
-}
-LABELS = ("salary_label", "category_filed")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import pandas as pd
 
 from jobcast.errors import ModelError
 from jobcast.features.text import TERMS
-from jobcast.features.transforms import FEATURE_SETS
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,12 @@ class FeatureSchema:
     names: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, df: pd.DataFrame, text_spec: dict[str, Any], task: str) -> "FeatureSchema":
-        """The task's feature set (features.transforms.FEATURE_SETS) with the categorical vocabularies of `df`."""
-        spec = FEATURE_SETS[task]
-        numeric, categorical = tuple(spec["numeric"]), tuple(spec["categorical"])
+    def fit(cls, df: pd.DataFrame, text_spec: dict[str, Any], task) -> "FeatureSchema":
+        """The task's declared features (jobcast.tasks) with the categorical vocabularies of `df`."""
+        from jobcast import tasks
+
+        declared = tasks.get(task)
+        numeric, categorical = tuple(declared.numeric), tuple(declared.categorical)
         vocab = {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in categorical}
         return cls(numeric=numeric, categorical=vocab, text_column=TERMS, text_spec=dict(text_spec),
                    names=[*numeric, *categorical])

@@ -1,22 +1,9 @@
-"""The three models. Each task says which rows it learns from, how LightGBM fits them, what a prediction
-batch holds and how a holdout is scored; training, the gate, scoring and the quality bench all use these.
+"""What every task's model shares: the stacked text models, the boosters' fit and early stopping, the
+category blend, a loaded model version (Predictor) and the metrics. What differs per task is declared in
+jobcast.tasks (its rows, label, objective, outputs, metrics); these are the building blocks it calls.
 
 Every task stacks: a linear model over TF-IDF of the text (jobcast.models.text_model), fitted out of fold,
 hands its scores to the LightGBM booster next to the structured features.
-
-- salary:   a booster on log salary (p50) over the structured features, a ridge text model's log-salary guess,
-            and a text classifier's guess of the category (the filed one is wrong or missing for some
-            postings, and pay depends on it most); the filed category is hidden from a share of the training
-            rows (category_dropout), so a board that leaves it empty gets the text guess, not a broken model;
-            p10/p90 are p50 times the 10%/90% quantiles of the log residuals on rows the booster did not
-            fit (split-conformal), so the interval covers ~80% of actual salaries by construction.
-- category: one multiclass booster over the filed categories (unfiled postings are not labels) on the text
-            classifier's per-class scores; it never sees the filed category as a feature, so it can correct it.
-            Its probabilities are blended with the calibrated text classifier's, the share chosen on the
-            early-stopping tail (_blend_weight); above max_booster_classes the text classifier alone predicts.
-- cvr:      one cross-entropy booster on (posting, day) rows: label = applies / views of that day, weight =
-            views, so the loss is the per-view Bernoulli log-loss and the score is a probability; its text
-            model learns each posting's smoothed apply rate (folds by posting).
 """
 
 from __future__ import annotations
@@ -33,47 +20,33 @@ import pandas as pd
 
 from jobcast.errors import ModelError
 from jobcast.models.matrix import FeatureSchema
-from jobcast.tasks import SPECS
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from jobcast.models.text_model import TextModel
+    from jobcast.tasks.base import Task
 
-TASKS = tuple(SPECS)
-QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 LGB_KEYS = ("learning_rate", "num_leaves", "min_data_in_leaf", "min_sum_hessian_in_leaf", "feature_fraction",
             "bagging_fraction", "bagging_freq", "lambda_l2", "max_bin", "seed")
-# Spark DDL of each task's prediction rows: the columns jobcast.tasks.SPECS (publish, views, suites) expects.
-_SPARK_TYPES = {"job_id": "long", "category": "string", "top3": "string"}  # every other column is a double
-OUTPUT_SCHEMA = {t: ", ".join(f"{c} {_SPARK_TYPES.get(c, 'double')}" for c in s.columns) for t, s in SPECS.items()}
-# The gate metric of each task and whether higher is better.
-GATE_METRIC = {"salary": ("mae", False), "category": ("accuracy", True), "cvr": ("logloss", False)}
-
-
 SAMPLE_WEIGHT = "sample_weight"  # a training row sampled with fraction f stands for 1/f rows
+HOLDOUT = "_jc_holdout"  # the training frame's boolean column: the row is in the time-based holdout
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ModelError(f"task {task!r}: expected one of {', '.join(TASKS)}")
-    return task
-
-
-def _params(params: dict[str, Any], **fixed: Any) -> dict[str, Any]:
+def lgb_params(params: dict[str, Any], **fixed: Any) -> dict[str, Any]:
     out = {k: params[k] for k in LGB_KEYS if k in params}
     out.update(verbosity=-1, num_threads=0, deterministic=True, force_row_wise=True, **fixed)
     return out
 
 
-def _split(df: pd.DataFrame, order: str) -> tuple[np.ndarray, np.ndarray]:
+def split(df: pd.DataFrame, order: str) -> tuple[np.ndarray, np.ndarray]:
     """Row positions to fit on and a time-ordered tail (10%) for early stopping / calibration."""
     idx = np.argsort(df[order].to_numpy(), kind="stable")
     cut = int(len(idx) * 0.9)
     return idx[:cut], idx[cut:]
 
 
-def _fit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight: np.ndarray | None,
+def fit_booster(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight: np.ndarray | None,
          params: dict[str, Any], fit: np.ndarray, stop: np.ndarray):
     """Early stopping on the tail rows; the holdout stays untouched."""
     import lightgbm as lgb
@@ -89,7 +62,7 @@ def _fit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight:
     return booster
 
 
-def _refit(lgb_params: dict, X, categorical: list[int], label: np.ndarray, stopped):
+def refit_booster(lgb_params: dict, X, categorical: list[int], label: np.ndarray, stopped):
     """The early-stopping tail is the newest data: refit on every row for the early-stopped number of rounds
     (+10% for the larger set)."""
     import lightgbm as lgb
@@ -149,18 +122,18 @@ def _dropout(dense: np.ndarray, schema: FeatureSchema, params: dict[str, Any]) -
 
 
 # ---------------------------------------------------------------------------------------------- fitting
-def _category_codes(values: pd.Series, labels: list[str]) -> np.ndarray:
+def category_codes(values: pd.Series, labels: list[str]) -> np.ndarray:
     return pd.Categorical(values.astype(str), categories=labels).codes.astype(int)
 
 
-def _labels(values: pd.Series, task: str) -> list[str]:
+def labels_of(values: pd.Series, task: str) -> list[str]:
     labels = sorted(values.dropna().astype(str).unique().tolist())
     if len(labels) < 2:
         raise ModelError(f"{task}: the training rows have {len(labels)} distinct filed categories; need >= 2")
     return labels
 
 
-def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], specs: dict[str, dict]) -> tuple:
+def stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], specs: dict[str, dict]) -> tuple:
     """Fit the task's text models out of fold; returns (booster matrix of the training rows, categorical
     indices, text models, stacked column names).
 
@@ -206,7 +179,7 @@ def _stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], spec
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _blend_weight(booster, X, stop_rows: np.ndarray, codes: np.ndarray, text, columns: list[int]) -> dict[str, Any]:
+def blend_weight(booster, X, stop_rows: np.ndarray, codes: np.ndarray, text, columns: list[int]) -> dict[str, Any]:
     """The booster's share in the category probabilities, w * booster + (1 - w) * text model, chosen by log-loss
     on the early-stopping tail (rows neither model fitted: the text scores there are out of fold).
 
@@ -229,72 +202,6 @@ def _blend_weight(booster, X, stop_rows: np.ndarray, codes: np.ndarray, text, co
                       "accuracy": round(float(np.mean(p.argmax(axis=1) == y)), 5)})
     best = min(table, key=lambda r: (r["log_loss"], -r["booster_weight"]))
     return {"booster_weight": best["booster_weight"], "rows": int(len(y)), "candidates": table}
-
-
-def fit(task: str, df: pd.DataFrame, schema: FeatureSchema, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Boosters by name, and task extras (labels, text models, offsets) saved next to them."""
-    check_task(task)
-    if task == "salary":
-        y = np.log(df["salary_label"].to_numpy(dtype=float))
-        filed = df["category_filed"].notna().to_numpy()
-        labels = _labels(df["category_filed"], task)
-        X, categorical, models, names = _stack(schema, df, params, {
-            "text_salary": {"kind": "regressor", "y": y},
-            "category_hint": {"kind": "classifier", "rows": filed, "labels": labels,
-                              "y": _category_codes(df["category_filed"][filed], labels)},
-        })
-        fit_rows, stop_rows = _split(df, "posted_at")
-        booster = _fit(_params(params, objective="regression"), X, categorical, y, None, params, fit_rows, stop_rows)
-        # Split-conformal interval: residual quantiles on the tail rows the booster did not fit.
-        resid = y[stop_rows] - booster.predict(X[stop_rows], num_iteration=booster.best_iteration or None)
-        offsets = {q: float(np.quantile(resid, a)) for q, a in QUANTILES.items() if q != "p50"}
-        if params.get("refit_on_all_rows"):
-            # The offsets above stay honest (measured before the tail was fitted).
-            booster = _refit(_params(params, objective="regression"), X, categorical, y, booster)
-        return {"model": booster}, {"text_models": models, "stacked": names, "log_offsets": offsets,
-                                    "calibration_rows": int(len(stop_rows))}
-    if task == "category":
-        labels = _labels(df["category_filed"], task)
-        codes = _category_codes(df["category_filed"], labels)
-        X, categorical, models, names = _stack(schema, df, params, {
-            "text_classes": {"kind": "classifier", "y": codes, "labels": labels}})
-        if len(labels) > int(params.get("max_booster_classes", 100)):
-            # LightGBM grows one tree per class and round: with hundreds of classes the linear model alone scores.
-            return {}, {"labels": labels, "text_models": models, "stacked": names, "final": "text_classes"}
-        lgb_params = _params(params, objective="multiclass", num_class=len(labels))
-        fit_rows, stop_rows = _split(df, "posted_at")
-        booster = _fit(lgb_params, X, categorical, codes.astype(float), None, params, fit_rows, stop_rows)
-        width = len(schema.numeric) + len(schema.categorical)  # the stacked scores follow the dense columns
-        blend = _blend_weight(booster, X, stop_rows, codes, models["text_classes"], list(range(width, width + len(names))))
-        extras = {"labels": labels, "text_models": models, "stacked": names, "blend": blend}
-        if blend["booster_weight"] == 0.0:  # the booster adds nothing the text model does not: it is not kept
-            return {}, {**extras, "final": "text_classes"}
-        if params.get("refit_on_all_rows"):
-            booster = _refit(lgb_params, X, categorical, codes.astype(float), booster)
-        return {"model": booster}, extras
-    views = df["views"].to_numpy(dtype=float)
-    applies = np.minimum(df["applies"].to_numpy(dtype=float), views)
-    # A sampled row stands for 1/fraction rows (jobs.train.load_training): its views count that many times.
-    scale = df[SAMPLE_WEIGHT].to_numpy(dtype=float) if SAMPLE_WEIGHT in df else np.ones(len(df))
-    # The text model learns each posting's smoothed apply rate (logit) from one row per posting, weighted by views:
-    # the row that carries the posting's text terms (training data keeps them on one row per posting).
-    jobs = df["job_id"].to_numpy()
-    has_text = df[schema.text_column].notna().to_numpy()
-    order = np.lexsort((~has_text, jobs))  # per posting, a row with text first
-    _, first_sorted, inverse = np.unique(jobs[order], return_index=True, return_inverse=True)
-    first = order[first_sorted]
-    expand = np.empty(len(df), dtype=np.int64)
-    expand[order] = inverse
-    v_job = np.bincount(expand, weights=views * scale)
-    a_job = np.bincount(expand, weights=applies * scale)
-    base = applies.sum() / max(views.sum(), 1.0)
-    m = float(params.get("text_smoothing_views", 20))
-    rate = (a_job + m * base) / (v_job + m)
-    X, categorical, models, names = _stack(schema, df, params, {  # `first`: one row per posting, in `expand`'s order
-        "text_cvr": {"kind": "regressor", "y": np.log(rate / (1 - rate)), "weight": v_job, "rows": first, "expand": expand}})
-    booster = _fit(_params(params, objective="cross_entropy"), X, categorical, applies / views, views * scale, params,
-                   *_split(df, "logical_date"))
-    return {"model": booster}, {"text_models": models, "stacked": names}
 
 
 def save(directory: Path, boosters: dict[str, Any], schema: FeatureSchema, extras: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +229,7 @@ def save(directory: Path, boosters: dict[str, Any], schema: FeatureSchema, extra
 class Predictor:
     """A loaded model version; scoring workers keep one per process."""
 
-    task: str
+    task: "Task"
     directory: Path
     schema: FeatureSchema
     boosters: dict[str, Any]
@@ -331,8 +238,10 @@ class Predictor:
     text_models: dict[str, Any]
 
     @classmethod
-    def load(cls, task: str, directory: Path) -> "Predictor":
+    def load(cls, task: "str | Task", directory: Path) -> "Predictor":
         import lightgbm as lgb
+
+        from jobcast import tasks
 
         from jobcast.models.text_model import TextModel
 
@@ -361,8 +270,8 @@ class Predictor:
         except Exception as exc:  # noqa: BLE001 - LightGBM, JSON, NumPy and KeyError all mean a damaged version
             raise ModelError(f"{reading}: cannot load model version {directory.name} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); its files are damaged or incomplete; score with "
-                             f"another version (--model-version) or retrain (`jobcast train --task {task}`)") from exc
-        return cls(check_task(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
+                             f"another version (--model-version) or retrain (`jobcast train --task {tasks.get(task).name}`)") from exc
+        return cls(tasks.get(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
 
     def matrix(self, df: pd.DataFrame, counts=None):
         """The booster's input, laid out as this model version recorded it (its stacked columns by name, its
@@ -383,39 +292,10 @@ class Predictor:
         return X
 
     def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
-        job_id = df["job_id"].astype("int64").to_numpy()
+        """The task's prediction rows for the feature rows df (the task declares their columns)."""
         if len(df) == 0:
-            return _empty(self.task)
-        if self.task == "salary":
-            log_p50 = self.boosters["model"].predict(self.matrix(df), num_threads=num_threads)
-            off = self.info["log_offsets"]
-            return pd.DataFrame({"job_id": job_id, "salary_p10": np.exp(log_p50 + min(off["p10"], 0.0)),
-                                 "salary_p50": np.exp(log_p50), "salary_p90": np.exp(log_p50 + max(off["p90"], 0.0))})
-        if self.task == "category":
-            proba = self.probabilities(df, num_threads)
-            top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
-            labels = np.array(self.labels, dtype=object)
-            top3 = [json.dumps([{"category": labels[j], "probability": round(float(p[j]), 6)} for j in row], ensure_ascii=False)
-                    for row, p in zip(top, proba)]
-            return pd.DataFrame({"job_id": job_id, "category": labels[top[:, 0]].astype(str),
-                                 "probability": proba[np.arange(len(df)), top[:, 0]], "top3": top3})
-        p = np.clip(self.boosters["model"].predict(self.matrix(df), num_threads=num_threads), 1e-6, 1 - 1e-6)
-        return pd.DataFrame({"job_id": job_id, "cvr": p})
-
-    def probabilities(self, df: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
-        counts = self.schema.text_counts(df)
-        text = self.text_models["text_classes"]
-        if "model" not in self.boosters:  # the linear text model is the final model (many classes, or it won the blend)
-            return text.probabilities(counts)
-        p = self.boosters["model"].predict(self.matrix(df, counts), num_threads=num_threads).reshape(len(df), len(self.labels))
-        w = float(self.info.get("blend", {}).get("booster_weight", 1.0))
-        return p if w >= 1.0 else w * p + (1 - w) * text.probabilities(counts)
-
-
-def _empty(task: str) -> pd.DataFrame:
-    cols = [c.split() for c in OUTPUT_SCHEMA[task].split(", ")]
-    dtypes = {"long": "int64", "double": "float64", "string": "object"}
-    return pd.DataFrame({name: pd.Series([], dtype=dtypes[t]) for name, t in cols})
+            return self.task.empty()
+        return self.task.predict(self, df, num_threads)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -462,26 +342,8 @@ def cvr_metrics(views: np.ndarray, applies: np.ndarray, p: np.ndarray, bins: int
             "calibration_error": float(ece), "calibration_curve": curve}
 
 
-def evaluate(task: str, predictor: Predictor, holdout: pd.DataFrame) -> dict[str, Any]:
+def evaluate(task: "str | Task", predictor: Predictor, holdout: pd.DataFrame) -> dict[str, Any]:
     """The task's holdout metrics of a model (the gate compares champion and challenger with this)."""
-    pred = predictor.predict(holdout, num_threads=0)
-    if task == "salary":
-        return salary_metrics(holdout["salary_label"].to_numpy(dtype=float), pred)
-    if task == "category":
-        return category_metrics(holdout["category_filed"].to_numpy(), pred["category"].to_numpy())
-    return cvr_metrics(holdout["views"].to_numpy(), holdout["applies"].to_numpy(), pred["cvr"].to_numpy())
+    from jobcast import tasks
 
-
-def baseline(task: str, train: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, float]:
-    """The simple baselines the issue names: salary = filed category x prefecture median, category = majority
-    class, cvr = the training base rate."""
-    if task == "salary":
-        cell = train.groupby(["category_filed", "prefecture"], dropna=False)["salary_label"].median()
-        guess = holdout.join(cell.rename("b"), on=["category_filed", "prefecture"])["b"].fillna(train["salary_label"].median())
-        return {"baseline_mae": float(np.mean(np.abs(holdout["salary_label"].to_numpy() - guess.to_numpy())))}
-    if task == "category":
-        majority = train["category_filed"].mode().iloc[0]
-        return {"baseline_accuracy": float(np.mean(holdout["category_filed"].to_numpy() == majority))}
-    rate = float(train["applies"].sum() / train["views"].sum())
-    m = cvr_metrics(holdout["views"].to_numpy(), holdout["applies"].to_numpy(), np.full(len(holdout), rate))
-    return {"baseline_logloss": m["logloss"]}
+    return tasks.get(task).metrics(holdout, predictor.predict(holdout, num_threads=0))

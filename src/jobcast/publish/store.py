@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobcast.errors import PublishBusy, PublishError, TransientError
-from jobcast.tasks import spec
+from jobcast.tasks import get as spec
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,152 @@
+"""What a prediction task declares: the one place the pipeline learns what a task is.
+
+A task is a subclass of Task in its own module under jobcast.tasks (or in a board's own package, listed in
+JOBCAST_TASK_MODULES), one SQL migration (its table and view, with the column comments web-app developers read)
+and its GX suites (expectations/predictions_<name>.json, and drift_<name>.json for a drift gate). Training,
+scoring, validation, publishing, the CLI's choices, the DAGs' branches and the generated docs read the
+declaration; nothing else names a task.
+
+This module is imported at DAG parse time: nothing heavy at module level (pandas, numpy, Spark and LightGBM
+are imported inside the methods that need them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from jobcast.context import RunContext
+    from jobcast.models.matrix import FeatureSchema
+    from jobcast.models.task_models import Predictor
+
+# Spark DDL type of a prediction column -> the pandas dtype of an empty batch.
+_PANDAS = {"long": "int64", "double": "float64", "string": "object"}
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The live batch against the generator's truth (`jobcast run` prints it; schema truth exists only on a
+    generated board): a label, SQL over the view aliased p, the truth tables it needs, and a format of
+    {value} (and {currency}, params.yaml board.currency)."""
+    label: str
+    sql: str
+    needs: tuple[str, ...]
+    fmt: str
+
+
+class Task:
+    """One prediction task. Subclasses set the class attributes and implement fit/predict/metrics/baseline."""
+
+    # ---- identity and serving (the migration creates the table and view these name)
+    name: ClassVar[str]
+    order: ClassVar[int] = 100                 # position in TASKS (the CLI's and DAGs' default order)
+    table: ClassVar[str]                       # jobcast_internal.<table>, list-partitioned by batch_id
+    view: ClassVar[str]                        # predictions.<view>: the live batch, what web apps read
+    outputs: ClassVar[dict[str, str]]          # prediction columns after job_id -> Spark type (long, double, string)
+    example: ClassVar[str]                     # a one-line lookup for the generated docs
+    drift_column: ClassVar[str]                # what the drift gate compares with the live batch
+    drift_categorical: ClassVar[bool] = False  # shares of values (True) or quantile bins of a number (False)
+
+    # ---- learning
+    unit: ClassVar[str] = "posting"            # "posting": one row per posting (its newest snapshot in the window);
+                                               # "posting_day": one row per (posting, day) with views that day
+    numeric: ClassVar[tuple[str, ...]] = ()    # feature columns the model may use, by kind (of features/)
+    categorical: ClassVar[tuple[str, ...]] = ()
+    objective: ClassVar[str]                   # the LightGBM objective of its booster
+    default_params: ClassVar[dict[str, Any]] = {}  # its training params when params.yaml has no params_key entry
+    gate_metric: ClassVar[tuple[str, bool]]    # (holdout metric the promotion gate compares, higher is better)
+    quality: ClassVar[Quality | None] = None
+
+    @property
+    def params_key(self) -> str:
+        """Its training params in params.yaml (LightGBM's and the text models')."""
+        return f"train.{self.name}"
+
+    def train_params(self, settings) -> dict[str, Any]:
+        """default_params with params.yaml's params_key merged over them (key by key)."""
+        from jobcast.errors import ConfigError
+
+        try:
+            configured = settings.param(self.params_key)
+        except ConfigError:
+            if not self.default_params:
+                raise
+            configured = {}
+        if not isinstance(configured, dict):
+            raise ConfigError(f"params.yaml: {self.params_key} = {configured!r}: expected a mapping of training params")
+        return {**self.default_params, **configured}
+
+    @property
+    def qualified_view(self) -> str:
+        return f"predictions.{self.view}"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The prediction Parquet's columns = the table's columns after batch_id (job_id first)."""
+        return ("job_id", *self.outputs)
+
+    @property
+    def spark_schema(self) -> str:
+        return ", ".join(f"{c} {t}" for c, t in {"job_id": "long", **self.outputs}.items())
+
+    def suite(self, root: Path, kind: str) -> Path:
+        """Its GX suite of a kind ("predictions" or "drift"); a drift suite is optional."""
+        return root / "expectations" / f"{kind}_{self.name}.json"
+
+    def empty(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        return pd.DataFrame({c: pd.Series([], dtype=_PANDAS[t]) for c, t in {"job_id": "long", **self.outputs}.items()})
+
+    # ---- which rows it learns from
+    def labelled(self):
+        """Spark condition on a feature row: it carries this task's label (posting tasks)."""
+        raise NotImplementedError
+
+    def window_rows(self, ctx: "RunContext", frame, days: list, first_holdout_day, labelled: bool = True) -> Any:
+        """The training rows of the window's feature frame (days: the window's dates), with the HOLDOUT column
+        true on the time-based holdout (from first_holdout_day on). Default: each labelled posting once, as of
+        its newest snapshot (labelled=False: every posting, for the quality bench); the holdout is the postings
+        posted from first_holdout_day on."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        from jobcast.models.task_models import HOLDOUT
+        from jobcast.sources import day_bounds
+
+        newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
+        rows = frame.withColumn("_rn", F.row_number().over(newest)).where("_rn = 1").drop("_rn")
+        rows = rows.where(self.labelled()) if labelled else rows
+        start, _ = day_bounds(first_holdout_day, ctx.settings.param("run.timezone"))
+        return rows.withColumn(HOLDOUT, F.col("posted_at") >= F.lit(start))
+
+    # ---- the model
+    def fit(self, df: "pd.DataFrame", schema: "FeatureSchema", params: dict[str, Any]) -> tuple[dict, dict]:
+        """(boosters by name, extras saved next to them: labels, text models, offsets...)."""
+        raise NotImplementedError
+
+    def predict(self, model: "Predictor", df: "pd.DataFrame", num_threads: int) -> "pd.DataFrame":
+        """The prediction rows (job_id and the outputs) of the feature rows df."""
+        raise NotImplementedError
+
+    def metrics(self, holdout: "pd.DataFrame", pred: "pd.DataFrame") -> dict[str, Any]:
+        raise NotImplementedError
+
+    def baseline(self, train: "pd.DataFrame", holdout: "pd.DataFrame") -> dict[str, float]:
+        raise NotImplementedError
+
+    # ---- its predictions gate
+    def suite_parameters(self, settings, preds: Path, manifest: dict, df: "pd.DataFrame") -> tuple["pd.DataFrame", dict]:
+        """The frame its predictions suite checks (with any derived columns) and the suite's runtime parameters."""
+        return df, {}
+
+    def manifest_extras(self, model: "Predictor") -> dict[str, Any]:
+        """What scoring records in the predictions manifest for the gate (e.g. the category labels)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
