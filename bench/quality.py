@@ -3,7 +3,8 @@
     .venv/bin/python bench/quality.py [--date 2026-10-30] [--json metrics/quality.json] [--plots metrics] [--check]
 
 Uses the champion models, the training window of features (`jobcast window`) and the same time-based holdout
-as `jobcast train`, and the generator's truth tables (so it runs on generated data only):
+as `jobcast train`, and the generator's truth tables (so it runs on generated data only). Each task's rows
+come from its declaration (truth_quality in jobcast/tasks/<task>.py):
 
 - salary: MAE of p50 against the disclosed salaries of the holdout postings; Bayes = the truth (median of
   each posting's salary distribution) as the prediction; p10-p90 coverage (goal 75-85%).
@@ -20,7 +21,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,66 +49,38 @@ def truth(settings: Settings, query: str) -> pd.DataFrame:
         conn.close()
 
 
+class Bench:
+    """What a task's truth_quality (jobcast.tasks.base.Task) reads: its champion, its training data without caps,
+    the window's rows, the generator's truth."""
+
+    def __init__(self, ctx: RunContext, task: str):
+        settings = ctx.settings
+        self.ctx, self.task = ctx, task
+        self.days = int(declared_tasks.get(task).train_params(settings).get("window_days", settings.param("train.window_days")))
+        self.holdout_days = int(settings.param("train.holdout_days"))
+        self.model = task_models.Predictor.load(task, registry.champion_dir(settings, task))
+        self.curves = CURVES
+
+    def training(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        data = train.load_training(self.ctx, self.task, self.days, self.holdout_days)  # no caps: the whole holdout
+        return data.train, data.holdout.copy()
+
+    def window(self, labelled: bool = True) -> pd.DataFrame:
+        paths = train.window_partitions(self.ctx, self.days)[0]
+        return train.window_frame(self.ctx, self.task, paths, self.holdout_days, labelled=labelled).toArrow().to_pandas()
+
+    def truth(self, query: str) -> pd.DataFrame:
+        return truth(self.ctx.settings, query)
+
+    def row(self, metric, model, bayes, baseline, gap, goal, n, ok) -> dict:
+        return dict(task=self.task, metric=metric, model=model, bayes=bayes, baseline=baseline, gap=gap, goal=goal,
+                    n=int(n), ok=bool(ok))
+
+
 def evaluate(ctx: RunContext) -> list[dict]:
-    settings = ctx.settings
-    holdout_days = int(settings.param("train.holdout_days"))
     rows = []
-    for task in declared_tasks.names():
-        params = declared_tasks.get(task).train_params(settings)
-        days = int(params.get("window_days", settings.param("train.window_days")))
-        model = task_models.Predictor.load(task, registry.champion_dir(settings, task))
-        if task == "salary":
-            data = train.load_training(ctx, task, days, holdout_days)  # no caps: the whole holdout
-            h, tr = data.holdout, data.train
-            h = h.merge(truth(settings, "select job_id, salary from truth.job_salary"), on="job_id")
-            y, pred = h["salary_label"].to_numpy(float), model.predict(h, num_threads=0)
-            m = task_models.salary_metrics(y, pred)
-            sigma = __import__("jobcast.generate.core", fromlist=["x"]).SALARY_NOISE_SIGMA
-            z = 1.2815515655446004
-            bayes = task_models.salary_metrics(y, pd.DataFrame({"salary_p10": h["salary"] * np.exp(-z * sigma),
-                                                          "salary_p50": h["salary"], "salary_p90": h["salary"] * np.exp(z * sigma)}))
-            base = declared_tasks.get(task).baseline(tr, h)["baseline_mae"]
-            rows.append(dict(task=task, metric="MAE of p50 (JPY)", model=m["mae"], bayes=bayes["mae"], baseline=base,
-                             gap=m["mae"] / bayes["mae"] - 1, goal="<= +5%", n=len(h), ok=m["mae"] <= 1.05 * bayes["mae"]))
-            rows.append(dict(task=task, metric="p10-p90 coverage", model=m["coverage_p10_p90"], bayes=bayes["coverage_p10_p90"],
-                             baseline=float("nan"), gap=m["coverage_p10_p90"] - 0.80, goal="0.75-0.85", n=len(h),
-                             ok=0.75 <= m["coverage_p10_p90"] <= 0.85))
-        elif task == "category":
-            # Every holdout posting, filed or not: its true category is in the truth tables.
-            paths = train.window_partitions(ctx, days)[0]
-            latest = train.window_frame(ctx, task, paths, holdout_days, labelled=False).toArrow().to_pandas()
-            is_h = latest[train.HOLDOUT].to_numpy()
-            h, tr = latest[is_h], latest[~is_h & latest["category_filed"].notna()]
-            h = h.merge(truth(settings, "select job_id, category as true_category, bayes_category from truth.job_category"), on="job_id")
-            pred = model.predict(h, num_threads=0)["category"].to_numpy()
-            acc = float(np.mean(pred == h["true_category"].to_numpy()))
-            bayes = float(np.mean(h["bayes_category"].to_numpy() == h["true_category"].to_numpy()))
-            majority = tr["category_filed"].mode().iloc[0]
-            base = float(np.mean(h["true_category"].to_numpy() == majority))
-            f1 = task_models.category_metrics(h["true_category"].to_numpy(), pred)["macro_f1"]
-            rows.append(dict(task=task, metric="accuracy vs true category", model=acc, bayes=bayes, baseline=base,
-                             gap=acc - bayes, goal=">= -0.03", n=len(h), ok=acc >= bayes - 0.03))
-            rows.append(dict(task=task, metric="macro-F1 vs true category", model=f1, bayes=float("nan"), baseline=float("nan"),
-                             gap=float("nan"), goal="", n=len(h), ok=True))
-        elif task == "cvr":
-            data = train.load_training(ctx, task, days, holdout_days)
-            h, tr = data.holdout.copy(), data.train
-            t = truth(settings, "select job_id, day, cvr as true_cvr from truth.job_cvr_daily")
-            h = h.merge(t, left_on=["job_id", "logical_date"], right_on=["job_id", "day"], how="left")
-            if h["true_cvr"].isna().any():
-                raise SystemExit(f"cvr: {int(h['true_cvr'].isna().sum())} holdout rows without truth; regenerate the data")
-            p = model.predict(h, num_threads=0)["cvr"].to_numpy()
-            m = task_models.cvr_metrics(h["views"], h["applies"], p)
-            bayes = task_models.cvr_metrics(h["views"], h["applies"], h["true_cvr"].to_numpy())
-            base = declared_tasks.get(task).baseline(tr, h)["baseline_logloss"]
-            rows.append(dict(task=task, metric="log-loss per view", model=m["logloss"], bayes=bayes["logloss"], baseline=base,
-                             gap=m["logloss"] / bayes["logloss"] - 1, goal="<= +3%", n=int(h["views"].sum()),
-                             ok=m["logloss"] <= 1.03 * bayes["logloss"]))
-            rows.append(dict(task=task, metric="AUC per view", model=m["auc"], bayes=bayes["auc"], baseline=0.5,
-                             gap=m["auc"] - bayes["auc"], goal="", n=int(h["views"].sum()), ok=True))
-            CURVES["calibration_cvr"] = m["calibration_curve"]
-            rows.append(dict(task=task, metric="calibration error", model=m["calibration_error"], bayes=bayes["calibration_error"],
-                             baseline=float("nan"), gap=float("nan"), goal="", n=int(h["views"].sum()), ok=True))
+    for task in declared_tasks.all_tasks():
+        rows += task.truth_quality(Bench(ctx, task.name))
     return rows
 
 

@@ -10,6 +10,11 @@ reused; only `refresh=True` (`--refresh`) takes it again, and its manifest keeps
 also says how faithful the snapshot is: `point_in_time` when taken within `extract.point_in_time_hours`
 after the day ended, else `reconstructed` (taken later, from rows that may have been edited since); with
 an `updated_at` column in the source, `edited_after_day_end` counts the postings known to have changed since.
+
+Besides the contract's two tables, a task may read optional source tables of its own (jobcast.tasks.base.Source:
+job_tags reads the tags employers ticked). They are snapshotted with the others; a board without the table gets
+an empty snapshot of it; a day snapshotted before the task existed gets that table taken on its own, recorded
+with its own mode (reconstructed, when taken late).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import pyarrow.parquet as pq
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
 from jobcast.errors import InputDataError, JobcastError, TransientError, is_transient
-from jobcast.sources import SOURCES, day_bounds
+from jobcast.sources import SOURCES, all_sources, day_bounds
 from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -133,12 +138,12 @@ def _family(t: pa.DataType) -> str:
     return "integer" if pa.types.is_integer(t) else "timestamptz" if pa.types.is_timestamp(t) else "text"
 
 
-def check_source_types(cur, settings) -> None:
+def check_source_types(cur, settings, sources: dict) -> None:
     """A contract column of another type (salary_min as text, posted_at without a time zone) is an error naming
     the column, the type found and the types expected, before any row is read. Missing tables and columns are
     named by the queries themselves."""
     schema = settings.source_schema
-    for name, (_query, types) in SOURCES.items():
+    for name, (_query, types, _optional) in sources.items():
         cur.execute("select column_name, data_type from information_schema.columns where table_schema = %s "
                     "and table_name = %s", (schema, name))
         found = dict(cur.fetchall())
@@ -170,19 +175,29 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
     lookback = settings.param_number("features.event_window_days", int)
     events_since, _ = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)
     existing = snapshot(settings, ctx.ds)
+    missing = [name for name in all_sources(settings.root) if name not in SOURCES
+               and not partition(settings.data_dir, "raw", name, date=ctx.ds).is_dir()]
+    if existing is not None and not refresh and missing:
+        # A task's own source table the day's snapshot predates: take just that table now (its manifest says when).
+        return _take_now(ctx, None, only=missing, day_start=day_start, day_end=day_end, events_since=events_since)
     if existing is not None and not refresh:
         with timed_step("extract", ctx) as res:  # immutable: never re-read a past day from today's tables
             m = existing["job_postings"]
             log.info("snapshot of %s exists (taken %s, %s): reused; `jobcast extract --date %s --refresh` takes it again",
                      ctx.ds, m.get("taken_at", "before jobcast recorded it"), m.get("mode", "unknown"), ctx.ds)
-            for name in SOURCES:
+            for name in all_sources(settings.root):
                 final = partition(settings.data_dir, "raw", name, date=ctx.ds)
                 res.paths[name] = str(final)
-                res.metrics[f"{name}_rows"] = existing[name].get("rows")
+                res.metrics[f"{name}_rows"] = read_manifest(final).get("rows")
                 res.ids[f"{name}_version"] = dir_hash(final)[:12]
             res.rows = int(m.get("rows") or 0)
             res.metrics.update(reused=True, mode=m.get("mode", "unknown"))
         return res
+    return _take_now(ctx, existing, only=None, day_start=day_start, day_end=day_end, events_since=events_since)
+
+
+def _take_now(ctx: RunContext, existing, *, only, day_start, day_end, events_since) -> StepResult:
+    settings = ctx.settings
     with timed_step("extract", ctx) as res:
         taken_at = dt.datetime.now(dt.timezone.utc)
         lag_h = (taken_at - day_end).total_seconds() / 3600
@@ -192,26 +207,33 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
         csv_dir.mkdir(parents=True)
         try:
             res = _take(ctx, res, csv_dir, existing=existing, taken_at=taken_at, lag_h=lag_h, mode=mode,
-                        day_start=day_start, day_end=day_end, events_since=events_since)
+                        day_start=day_start, day_end=day_end, events_since=events_since, only=only)
         finally:
             shutil.rmtree(csv_dir, ignore_errors=True)
     return res
 
 
 def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_h, mode, day_start, day_end,
-          events_since) -> StepResult:
-    """Read both tables in one transaction to CSV files, then stream them into the snapshot's Parquet files."""
+          events_since, only: list[str] | None = None) -> StepResult:
+    """Read the tables (every source, or `only` these) in one transaction to CSV files, then stream them into
+    the snapshot's Parquet files."""
     settings = ctx.settings
+    sources = {k: v for k, v in all_sources(settings.root).items() if only is None or k in only}
     conn = connect(settings, application_name="jobcast-extract")
     try:
         # One repeatable-read snapshot for both tables, so postings and events agree.
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             cur.execute("set time zone 'UTC'")
-            check_source_types(cur, settings)
+            check_source_types(cur, settings, sources)
             edited = _edited_after(cur, settings, day_end)
-            for name, (query_file, types) in SOURCES.items():
-                text = (settings.root / "sql" / "queries" / query_file).read_text(encoding="utf-8")
+            for name, (text, types, optional) in sources.items():
+                query_file = SOURCES[name][0] if name in SOURCES else f"task source {name}"
+                if optional:
+                    cur.execute("select to_regclass(%s) is null", (f"{settings.source_schema}.{name}",))
+                    if cur.fetchone()[0]:  # the board has no such table: an empty snapshot of it
+                        (csv_dir / f"{name}.csv").write_text(",".join(types) + "\n", encoding="utf-8")
+                        continue
                 try:
                     _copy_query(cur, text, {"day_start": day_start, "day_end": day_end, "events_since": events_since},
                                 settings.source_schema, csv_dir / f"{name}.csv")
@@ -242,7 +264,7 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
     checks = _PostingChecks()
     rows = {}
     with ExitStack() as stack:  # both partitions are written in full before either replaces its old one
-        for name, (_query, types) in SOURCES.items():
+        for name, (_query, types, optional) in sources.items():
             final = partition(settings.data_dir, "raw", name, date=ctx.ds)
             tmp = stack.enter_context(atomic_dir(final))
             tmp.mkdir(parents=True)
@@ -257,12 +279,12 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
             (csv_dir / f"{name}.csv").unlink()
             if name == "job_postings":
                 checks.raise_if_bad(where)  # nothing replaced: the old snapshot (if any) stays
-            elif rows[name] == 0:
+            elif name == "events" and rows[name] == 0:
                 log.warning("%s.events has no events from %s to the end of %s: event features will be zero",
                             settings.source_schema, events_since.date(), ctx.ds)
             history = []
-            if existing is not None:  # --refresh: keep what the replaced snapshot was
-                old = existing[name]
+            if existing is not None and final.is_dir():  # --refresh: keep what the replaced snapshot was
+                old = read_manifest(final)
                 history = [*old.get("refreshed", []), {"replaced_version": dir_hash(final), "replaced_taken_at": old.get("taken_at"),
                                                        "at": taken_at, "run_id": ctx.run_id}]
             write_manifest(tmp, {"table": name, "rows": rows[name], "logical_date": ctx.ds,
@@ -271,11 +293,11 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
                                  "source_schema": settings.source_schema, "run_id": ctx.run_id,
                                  **({"refreshed": history} if history else {}),
                                  **({"events_since": events_since} if name == "events" else {})})
-    for name in SOURCES:
+    for name in sources:
         final = partition(settings.data_dir, "raw", name, date=ctx.ds)
         res.paths[name] = str(final)
         res.metrics[f"{name}_rows"] = rows[name]
         res.ids[f"{name}_version"] = dir_hash(final)[:12]
-    res.rows = rows["job_postings"]
+    res.rows = rows.get("job_postings", 0)
     res.metrics.update(reused=False, mode=mode, **({"refreshed": True} if existing is not None else {}))
     return res

@@ -140,6 +140,9 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     declared = tasks.get(task)
     task = declared.name
     settings = ctx.settings
+    why_not = declared.trainable(ctx)
+    if why_not:
+        raise InputDataError(f"train {task} {ctx.ds}: nothing to learn from: {why_not}")
     params = declared.train_params(settings)
     window_days = int(params.get("window_days", settings.param("train.window_days")))
     holdout_days = settings.param_number("train.holdout_days", int)
@@ -244,7 +247,7 @@ def gate(ctx: RunContext, task: str, version: str, holdout: pd.DataFrame, metric
 
 def _write_metrics(settings, task: str, version: str, metrics: dict, promoted: bool, reason: str) -> None:
     """DVC metrics of the last training run: the scalars (curves and matrices are in the model's metadata)."""
-    out = settings.root / "metrics" / f"train_{task}.json"
-    out.parent.mkdir(exist_ok=True)
+    out = settings.metrics_dir / f"train_{task}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     out.write_text(json.dumps({"version": version, "promoted": promoted, **scalars}, indent=2), encoding="utf-8")

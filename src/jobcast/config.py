@@ -52,6 +52,13 @@ class Settings:
     source_schema: str = "app"
     params: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def metrics_dir(self) -> Path:
+        """DVC metrics of training runs, next to the models they describe (models_dir's parent / metrics): the
+        checkout's metrics/ by default, and a run with another JOBCAST_MODELS_DIR (a test, a bench) never writes
+        into the checkout's."""
+        return self.models_dir.parent / "metrics"
+
     @classmethod
     def load(cls, root: Path | None = None) -> "Settings":
         root = root or find_project_root()

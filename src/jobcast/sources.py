@@ -23,6 +23,22 @@ SOURCES: dict[str, tuple[str, dict[str, pa.DataType]]] = {
 }
 
 
+ARROW_TYPES = {"integer": pa.int64(), "text": pa.string(), "timestamptz": TS}
+
+
+def all_sources(root) -> dict[str, tuple[str, dict[str, pa.DataType], bool]]:
+    """Every table extract snapshots: name -> (query text, column types, optional). The contract's own
+    (SOURCES, required) and those the declared tasks read (jobcast.tasks.base.Source, optional)."""
+    from jobcast import tasks
+
+    out = {name: ((root / "sql" / "queries" / query).read_text(encoding="utf-8"), types, False)
+           for name, (query, types) in SOURCES.items()}
+    for task in tasks.all_tasks():
+        for name, source in task.sources.items():
+            out[name] = (source.query, {c: ARROW_TYPES[k] for c, k in source.types.items()}, True)
+    return out
+
+
 def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
     """[start, end) of a logical date in the board's timezone, as aware datetimes."""
     tz = ZoneInfo(timezone)

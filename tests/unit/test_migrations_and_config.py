@@ -70,7 +70,9 @@ def test_every_declared_task_has_its_suites_and_is_in_the_dvc_matrix():
         suite = t.suite(REPO, "predictions")
         assert suite.is_file() and (suite.parent / "checkpoints" / suite.name).is_file(), t.name
         assert t.columns[0] == "job_id" and set(t.spark_schema.split(", ")) >= {"job_id long"}, t.name
-        assert t.drift_column in t.outputs and t.gate_metric[0], t.name
+        assert t.gate_metric[0] and t.objective, t.name
+        if t.suite(REPO, "drift").is_file():  # a drift gate compares one of its outputs with the live batch
+            assert t.drift_column in t.outputs, t.name
 
 
 def test_the_cli_offers_exactly_the_declared_tasks():

@@ -66,7 +66,8 @@ class Tfidf:
 
 @dataclass
 class TextModel:
-    """Scores from text: (n, classes) decision values for a classifier, (n, 1) predictions for a regressor."""
+    """Scores from text: (n, classes) decision values for a classifier, (n, targets) predictions for a regressor
+    (one column per target: y of shape (n,) or (n, targets))."""
 
     kind: str                       # "classifier" or "regressor"
     tfidf: Tfidf
@@ -122,12 +123,13 @@ def _fit_one(kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels
         return TextModel(kind, tfidf, coef, intercept, labels)
     from sklearn.linear_model import Ridge
 
-    mean = float(np.average(y, weights=weight))
+    y2 = np.asarray(y, dtype=float).reshape(len(y), -1)  # one column per target
+    mean = np.average(y2, axis=0, weights=weight)
     # Weights scaled to mean 1, so alpha means the same with or without them (cvr's are views: unscaled, they
     # shrank alpha ~20x, overfitted and took CG minutes to converge). LSQR: 2-5x fewer products than CG here.
     w = None if weight is None else np.asarray(weight, dtype=float) / max(float(np.mean(weight)), 1e-12)
-    reg = Ridge(alpha=strength, fit_intercept=False, solver="lsqr", tol=1e-4).fit(x, y - mean, sample_weight=w)
-    return TextModel(kind, tfidf, reg.coef_.reshape(1, -1).astype(np.float32), np.array([mean]))
+    reg = Ridge(alpha=strength, fit_intercept=False, solver="lsqr", tol=1e-4).fit(x, y2 - mean, sample_weight=w)
+    return TextModel(kind, tfidf, reg.coef_.reshape(y2.shape[1], -1).astype(np.float32), np.asarray(mean, dtype=float))
 
 
 def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[float], folds: int = 5, seed: int = 7,
@@ -147,7 +149,7 @@ def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[
                                          weight=weight, labels=labels, jobs=jobs)
             w = np.ones(len(y)) if weight is None else weight
             score = (float(np.average(np.argmax(oof, axis=1) == y, weights=w)) if kind == "classifier"
-                     else -float(np.average((oof[:, 0] - y) ** 2, weights=w)))
+                     else -float(np.average(((oof - np.asarray(y, dtype=float).reshape(len(y), -1)) ** 2).sum(axis=1), weights=w)))
             if best is None or score > best[0]:
                 best = (score, oof, model, c)
         best[2].strength = best[3]
@@ -161,7 +163,7 @@ def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[
     g = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
     fold_of_group = np.random.default_rng(seed).permutation(g.max() + 1) % folds
     fold = fold_of_group[g]
-    width = len(labels) if kind == "classifier" else 1
+    width = len(labels) if kind == "classifier" else int(np.asarray(y).reshape(len(y), -1).shape[1])
     oof = np.zeros((n, width))
     for k in range(folds):
         if kind == "classifier" and len(np.unique(y[fold != k])) < 2:

@@ -14,9 +14,9 @@ import os
 import pkgutil
 
 from jobcast.errors import ConfigError
-from jobcast.tasks.base import Quality, Task
+from jobcast.tasks.base import Quality, Source, Task
 
-__all__ = ["Quality", "Task", "all_tasks", "get", "names", "register", "unregister"]
+__all__ = ["Quality", "Source", "Task", "all_tasks", "get", "names", "register", "unregister"]
 
 _REGISTRY: dict[str, Task] = {}
 _LOADED = False

@@ -28,6 +28,15 @@ _PANDAS = {"long": "int64", "double": "float64", "string": "object"}
 
 
 @dataclass(frozen=True)
+class Source:
+    """A source table a task reads besides the contract's job_postings and events (docs/source-contract.md):
+    optional for a board (when the table does not exist, the day's snapshot of it is empty). extract snapshots
+    it with the others, in the same transaction, to raw/<name>/dt=D."""
+    query: str               # SQL over {source}.<table>; may use %(day_start)s and %(day_end)s (the logical day)
+    types: dict[str, str]    # column -> "integer", "text" or "timestamptz"
+
+
+@dataclass(frozen=True)
 class Quality:
     """The live batch against the generator's truth (`jobcast run` prints it; schema truth exists only on a
     generated board): a label, SQL over the view aliased p, the truth tables it needs, and a format of
@@ -48,7 +57,7 @@ class Task:
     view: ClassVar[str]                        # predictions.<view>: the live batch, what web apps read
     outputs: ClassVar[dict[str, str]]          # prediction columns after job_id -> Spark type (long, double, string)
     example: ClassVar[str]                     # a one-line lookup for the generated docs
-    drift_column: ClassVar[str]                # what the drift gate compares with the live batch
+    drift_column: ClassVar[str | None] = None  # what the drift gate (its drift suite, if any) compares with the live batch
     drift_categorical: ClassVar[bool] = False  # shares of values (True) or quantile bins of a number (False)
 
     # ---- learning
@@ -60,6 +69,7 @@ class Task:
     default_params: ClassVar[dict[str, Any]] = {}  # its training params when params.yaml has no params_key entry
     gate_metric: ClassVar[tuple[str, bool]]    # (holdout metric the promotion gate compares, higher is better)
     quality: ClassVar[Quality | None] = None
+    sources: ClassVar[dict[str, Source]] = {}  # extra (optional) source tables it reads, by name
 
     @property
     def params_key(self) -> str:
@@ -124,6 +134,12 @@ class Task:
         start, _ = day_bounds(first_holdout_day, ctx.settings.param("run.timezone"))
         return rows.withColumn(HOLDOUT, F.col("posted_at") >= F.lit(start))
 
+    def trainable(self, ctx: "RunContext") -> str | None:
+        """None when the board gives this task labels on ctx's date (after extract), else why not: a task whose
+        labels come from an optional source table the board does not fill. `jobcast run` and the DAGs skip
+        such a task while it has no champion, saying why; `jobcast train` fails with the reason."""
+        return None
+
     # ---- the model
     def fit(self, df: "pd.DataFrame", schema: "FeatureSchema", params: dict[str, Any]) -> tuple[dict, dict]:
         """(boosters by name, extras saved next to them: labels, text models, offsets...)."""
@@ -138,6 +154,14 @@ class Task:
 
     def baseline(self, train: "pd.DataFrame", holdout: "pd.DataFrame") -> dict[str, float]:
         raise NotImplementedError
+
+    def truth_quality(self, bench) -> list[dict[str, Any]]:
+        """Rows of bench/quality.py on a generated board: the champion next to the Bayes limit (from the
+        generator's truth) and a baseline, on the training holdout. `bench` gives: model (the champion's
+        Predictor), training() -> (train, holdout) frames, window(labelled) -> the window's rows with the
+        HOLDOUT column, truth(sql) -> a frame of truth.* rows, curves (a dict of DVC plots to write), and
+        row(metric, model, bayes, baseline, gap, goal, n, ok) -> one table row. Default: no rows."""
+        return []
 
     # ---- its predictions gate
     def suite_parameters(self, settings, preds: Path, manifest: dict, df: "pd.DataFrame") -> tuple["pd.DataFrame", dict]:

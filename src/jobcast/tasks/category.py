@@ -94,6 +94,27 @@ class Category(Task):
         majority = train["category_filed"].mode().iloc[0]
         return {"baseline_accuracy": float(np.mean(holdout["category_filed"].to_numpy() == majority))}
 
+    def truth_quality(self, bench):
+        """Accuracy against the TRUE category of every holdout posting, filed or not (Bayes: the generator's
+        bayes_category, the best guess from the posting's content), and macro-F1."""
+        import numpy as np
+
+        from jobcast.models.task_models import HOLDOUT, category_metrics
+
+        latest = bench.window(labelled=False)
+        is_h = latest[HOLDOUT].to_numpy()
+        h, tr = latest[is_h], latest[~is_h & latest["category_filed"].notna()]
+        h = h.merge(bench.truth("select job_id, category as true_category, bayes_category from truth.job_category"), on="job_id")
+        pred = bench.model.predict(h, num_threads=0)["category"].to_numpy()
+        true = h["true_category"].to_numpy()
+        acc = float(np.mean(pred == true))
+        bayes = float(np.mean(h["bayes_category"].to_numpy() == true))
+        base = float(np.mean(true == tr["category_filed"].mode().iloc[0]))
+        f1 = category_metrics(true, pred)["macro_f1"]
+        nan = float("nan")
+        return [bench.row("accuracy vs true category", acc, bayes, base, acc - bayes, ">= -0.03", len(h), acc >= bayes - 0.03),
+                bench.row("macro-F1 vs true category", f1, nan, nan, nan, "", len(h), True)]
+
     def manifest_extras(self, model):
         return {"labels": model.labels}
 

@@ -94,6 +94,28 @@ class Cvr(Task):
         m = cvr_metrics(holdout["views"].to_numpy(), holdout["applies"].to_numpy(), np.full(len(holdout), rate))
         return {"baseline_logloss": m["logloss"]}
 
+    def truth_quality(self, bench):
+        """Per-view log-loss of the holdout days' views (Bayes: truth.job_cvr_daily, the expected applies per view
+        of the posting on that day), AUC and the calibration curve."""
+        from jobcast.errors import InputDataError
+        from jobcast.models.task_models import cvr_metrics
+
+        tr, h = bench.training()
+        t = bench.truth("select job_id, day, cvr as true_cvr from truth.job_cvr_daily")
+        h = h.merge(t, left_on=["job_id", "logical_date"], right_on=["job_id", "day"], how="left")
+        if h["true_cvr"].isna().any():
+            raise InputDataError(f"cvr: {int(h['true_cvr'].isna().sum())} holdout rows without truth; regenerate the data")
+        p = bench.model.predict(h, num_threads=0)["cvr"].to_numpy()
+        m = cvr_metrics(h["views"], h["applies"], p)
+        bayes = cvr_metrics(h["views"], h["applies"], h["true_cvr"].to_numpy())
+        base = self.baseline(tr, h)["baseline_logloss"]
+        bench.curves["calibration_cvr"] = m["calibration_curve"]
+        n, nan = int(h["views"].sum()), float("nan")
+        return [bench.row("log-loss per view", m["logloss"], bayes["logloss"], base, m["logloss"] / bayes["logloss"] - 1,
+                          "<= +3%", n, m["logloss"] <= 1.03 * bayes["logloss"]),
+                bench.row("AUC per view", m["auc"], bayes["auc"], 0.5, m["auc"] - bayes["auc"], "", n, True),
+                bench.row("calibration error", m["calibration_error"], bayes["calibration_error"], nan, nan, "", n, True)]
+
     def suite_parameters(self, settings, preds, manifest, df):
         bounds = settings.param("validate.cvr")
         return df, {"cvr_min": float(bounds["min"]), "cvr_max": float(bounds["max"])}

@@ -83,6 +83,28 @@ class Salary(Task):
         guess = holdout.join(cell.rename("b"), on=["category_filed", "prefecture"])["b"].fillna(train["salary_label"].median())
         return {"baseline_mae": float(np.mean(np.abs(holdout["salary_label"].to_numpy() - guess.to_numpy())))}
 
+    def truth_quality(self, bench):
+        """MAE of p50 against the disclosed salaries of the holdout postings (Bayes: the truth median of each
+        posting's salary distribution as the prediction) and p10-p90 coverage (goal 75-85%)."""
+        import numpy as np
+        import pandas as pd
+
+        from jobcast.generate.core import SALARY_NOISE_SIGMA
+        from jobcast.models.task_models import salary_metrics
+
+        tr, h = bench.training()
+        h = h.merge(bench.truth("select job_id, salary from truth.job_salary"), on="job_id")
+        y, pred = h["salary_label"].to_numpy(float), bench.model.predict(h, num_threads=0)
+        m = salary_metrics(y, pred)
+        z = 1.2815515655446004
+        bayes = salary_metrics(y, pd.DataFrame({"salary_p10": h["salary"] * np.exp(-z * SALARY_NOISE_SIGMA), "salary_p50": h["salary"],
+                                                "salary_p90": h["salary"] * np.exp(z * SALARY_NOISE_SIGMA)}))
+        base = self.baseline(tr, h)["baseline_mae"]
+        return [bench.row("MAE of p50", m["mae"], bayes["mae"], base, m["mae"] / bayes["mae"] - 1, "<= +5%", len(h),
+                          m["mae"] <= 1.05 * bayes["mae"]),
+                bench.row("p10-p90 coverage", m["coverage_p10_p90"], bayes["coverage_p10_p90"], float("nan"),
+                          m["coverage_p10_p90"] - 0.80, "0.75-0.85", len(h), 0.75 <= m["coverage_p10_p90"] <= 0.85)]
+
     def suite_parameters(self, settings, preds, manifest, df):
         bounds = settings.param("validate.salary")
         return df, {"salary_min": float(bounds["min"]), "salary_max": float(bounds["max"])}
