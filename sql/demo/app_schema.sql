@@ -27,6 +27,13 @@ create table if not exists app.events (
 );
 create index if not exists events_occurred on app.events (occurred_at);
 
+-- The job-characteristics tags an employer ticked (optional in the source contract; many postings tick none).
+create table if not exists app.job_posting_tags (
+    job_id bigint not null,
+    tag    text not null,
+    primary key (job_id, tag)
+);
+
 -- Ground truth known only to the generator; no step but evaluation reads it.
 create table if not exists truth.job_salary (job_id bigint primary key, salary double precision not null);
 create table if not exists truth.job_category (job_id bigint primary key, category text not null);
@@ -37,3 +44,6 @@ create table if not exists truth.job_cvr_daily (job_id bigint not null, day date
 -- Edits of live postings (app.job_postings holds the current values): salary edits as a salary_min and a salary_max row.
 create table if not exists truth.job_edits (job_id bigint not null, edited_at timestamptz not null, field text not null,
                                             old_value text, new_value text, primary key (job_id, field, edited_at));
+-- Every posting's true tags and the best possible probability of each from its content (see jobcast.generate.core).
+create table if not exists truth.job_tags (job_id bigint not null, tag text not null, present boolean not null,
+                                           posterior double precision not null, primary key (job_id, tag));

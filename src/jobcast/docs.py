@@ -17,11 +17,18 @@ select p.job_id, p.title, s.salary_p10, s.salary_p50, s.salary_p90
 from app.job_postings p join predictions.job_salary s using (job_id)
 where p.salary_min is null;
 
--- One row per posting with all three predictions (each view holds its own live batch).
-select s.job_id, s.salary_p50, c.category, c.probability, v.cvr
+-- One posting's four predictions in one round trip (each view holds its own live batch).
+select s.salary_p10, s.salary_p50, s.salary_p90, c.category, c.top3, v.cvr, t.tags
 from predictions.job_salary s
 left join predictions.job_category c using (job_id)
-left join predictions.job_cvr v using (job_id);
+left join predictions.job_cvr v using (job_id)
+left join predictions.job_tags t using (job_id)
+where s.job_id = $1;
+
+-- Postings tagged 未経験歓迎 with a probability of at least 0.8 (jsonb containment on the tag list).
+select job_id, probabilities ->> '未経験歓迎' as p
+from predictions.job_tags
+where tags @> '[{"tag": "未経験歓迎"}]' and (probabilities ->> '未経験歓迎')::float >= 0.8;
 
 -- Which batch is live, when it was published, and its validation report.
 select batch_id, logical_date, model_version, row_count, published_at, report_path

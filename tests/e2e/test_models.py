@@ -9,11 +9,11 @@ import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
-from jobcast.tasks import names
 from jobcast.errors import ModelError
 from jobcast.models import registry
 from jobcast.models.task_models import Predictor
 from jobcast.storage import partition
+from jobcast.tasks import get, names
 
 from conftest import SMALL_DATE, make_ctx, with_params
 from jobs import extract, features, publish, score, train, validate
@@ -32,7 +32,7 @@ def test_three_models_are_registered_scored_validated_and_published(champions, c
         meta = registry.read_metadata(version_dir)
         # The registry entry: model files, feature schema, params, metrics, data and code versions.
         assert {"model.txt", "model.json", "feature_schema.json", "metadata.json"} <= {p.name for p in version_dir.iterdir()}
-        assert meta["params"] == settings.param(f"train.{task}") and len(meta["feature_partitions"]) == 6
+        assert meta["params"] == get(task).train_params(settings) and len(meta["feature_partitions"]) == 6
         assert all(h.endswith(".dir") for h in meta["feature_partitions"].values())  # DVC hashes (dvc.lock format)
         assert meta["data_version"] and meta["code_version"] and meta["window_days"] == 6
         assert "no champion yet" in registry.champion(settings, task)["reason"]
@@ -46,6 +46,8 @@ def test_three_models_are_registered_scored_validated_and_published(champions, c
     assert len(m["category"]["confusion_matrix"]["labels"]) == len(m["category"]["confusion_matrix"]["rows_true_cols_pred"])
     assert m["cvr"]["logloss"] < m["cvr"]["baseline_logloss"] * 1.01 and m["cvr"]["auc"] > 0.5
     assert m["cvr"]["calibration_curve"] and all(0 < c["predicted"] < 1 for c in m["cvr"]["calibration_curve"])
+    # Against the incomplete ticks of the holdout: above the "tags most postings tick" baseline.
+    assert m["job_tags"]["micro_f1"] > max(m["job_tags"]["baseline_micro_f1"], 0.4)
 
     app = psycopg2.connect(db_url)  # a web app's connection
     with app, app.cursor() as cur:
@@ -59,7 +61,14 @@ def test_three_models_are_registered_scored_validated_and_published(champions, c
         cur.execute("select count(*), min(p.cvr), max(p.cvr), avg(abs(p.cvr - t.cvr)) from predictions.job_cvr p "
                     "join truth.job_cvr_daily t on t.job_id = p.job_id and t.day = p.prediction_date")
         n_cvr, lo, hi, cvr_mae = cur.fetchone()
+        cur.execute("select count(*), avg(jsonb_array_length(tags)), bool_and(jsonb_typeof(probabilities) = 'object') "
+                    "from predictions.job_tags")
+        n_tags, tags_per_posting, objects = cur.fetchone()
+        cur.execute(get("job_tags").quality.sql.format(view="predictions.job_tags"))  # micro-F1 against the true tags
+        tags_f1 = cur.fetchone()[0]
     app.close()
+    print("job_tags micro-F1 vs truth", tags_f1, "tags per posting", tags_per_posting)
+    assert n_tags == n_salary and objects and 1 < tags_per_posting < 8 and tags_f1 > 0.6
     assert n_salary == n_category == n_cvr > 0 and ordered
     assert accuracy > 0.85  # against the TRUE category, although 15% of training labels were missing or wrong
     assert len(top3) == 3 and top3[0]["category"] == category and abs(top3[0]["probability"] - probability) < 1e-5

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from jobcast.tasks import names
 from jobcast.config import Settings
 from jobcast.errors import ValidationFailed
+from jobcast.tasks import get, names
 
 from conftest import REPO, create_source_tables, make_ctx
 from jobs import extract, publish, score, train, validate, window
@@ -84,7 +84,7 @@ def test_a_usd_board_with_english_employment_types_runs_to_publish_with_only_a_p
     window.run(ctx)
     validate.run(ctx, layer="raw")
     validate.run(ctx, layer="features")
-    for task in TASKS:
+    for task in [t for t in TASKS if get(t).trainable(ctx) is None]:  # no tags table on this board: not job_tags
         assert train.run(ctx, task=task).ids["promoted"]
         score.run(ctx, task=task)
         validate.run(ctx, task=task)

@@ -28,7 +28,7 @@ def test_a_big_board_streams_in_parts_with_ids_running_on_and_the_same_board_sta
     one = next(stream(SPEC, chunk_postings=SPEC.postings))
     assert all(one[k].equals(v) for k, v in build(SPEC).items())
     parts = list(stream(SPEC, chunk_postings=300, truth=False))
-    assert len(parts) == 3 and all(set(p) == {"app.job_postings", "app.events"} for p in parts)
+    assert len(parts) == 3 and all(set(p) == {"app.job_postings", "app.events", "app.job_posting_tags"} for p in parts)
     posts = pa.concat_tables([p["app.job_postings"] for p in parts]).to_pandas()
     events = pa.concat_tables([p["app.events"] for p in parts]).to_pandas()
     assert posts.job_id.tolist() == list(range(1, SPEC.postings + 1))
@@ -170,3 +170,26 @@ def test_cvr_truth_matches_the_applies_across_salary_edits(big):
     assert edited.job_id.nunique() > 50
     expected = (edited.view * edited.cvr).sum()
     assert abs(edited["apply"].sum() - expected) < 4 * np.sqrt(expected) + 5
+
+
+def test_tags_are_ticked_incompletely_never_falsely_and_the_text_carries_them():
+    from jobcast.generate.core import TAG_TICK_RATE, TAG_TICKER_SHARE
+    from jobcast.generate.vocab import TAGS
+
+    b = build(GenerateSpec(postings=4000, days=10, seed=5, start_date=dt.date(2026, 9, 1)))
+    truth = b["truth.job_tags"].to_pandas()
+    assert len(truth) == 4000 * len(TAGS) and set(truth["tag"]) == set(TAGS)
+    ticked = b["app.job_posting_tags"].to_pandas()
+    merged = ticked.merge(truth, on=["job_id", "tag"])
+    assert len(merged) == len(ticked) and merged["present"].all()  # a ticked tag is always true
+    share = len(ticked) / truth["present"].sum()
+    assert 0.6 * TAG_TICK_RATE * TAG_TICKER_SHARE < share < 1.4 * TAG_TICK_RATE * TAG_TICKER_SHARE  # incomplete
+    posts = b["app.job_postings"].to_pandas().set_index("job_id")
+    named = truth[truth["present"]].sample(300, random_state=0)
+    said = ["【特徴】" in posts.at[j, "description"] and t in posts.at[j, "description"].split("【特徴】")[-1]
+            for j, t in zip(named["job_id"], named["tag"])]
+    assert 0.35 < np.mean(said) < 0.65  # about half of the true tags are named in the 【特徴】 line
+    # The posterior is a probability that the truth agrees with: calibrated and sharper than the prior.
+    p, y = truth["posterior"].to_numpy(), truth["present"].to_numpy()
+    assert ((0 <= p) & (p <= 1)).all() and abs(p.mean() - y.mean()) < 0.02
+    assert np.mean((p - y) ** 2) < np.mean((y.mean() - y) ** 2) * 0.6

@@ -14,6 +14,16 @@ expected values go to schema `truth`, so model quality can be put next to the be
   but positions are not observed, so the expectation over positions is the best possible prediction.
   truth.job_cvr(job_id, cvr) is the same on the posting's first day.
 - truth.job_edits(job_id, edited_at, field, old_value, new_value): every edit of a live posting (see below).
+- truth.job_tags(job_id, tag, present, posterior): the posting's true job-characteristics tags (vocab.TAGS, all 12
+  per posting) and the best possible probability of each from its content. A posting has a tag with a
+  logistic probability of its category and employment type; the description names a true tag in its
+  【特徴】 line (TAG_EXPLICIT), only implies it in a sentence (TAG_IMPLICIT) or says nothing; a false tag is
+  implied by mistake now and then (TAG_FALSE_IMPLICIT), never named. posterior is P(tag | category,
+  employment type, what the text says): the Bayes limit (it uses the true category, which the text shows
+  except on generic postings). Employers tick tags incompletely (app.job_posting_tags): a company either
+  ticks (TAG_TICKER_SHARE of companies, a hash of company_id) or never does, and a ticking company ticks
+  each true tag with TAG_TICK_RATE, never a false one. Tags come from their own random stream, so every
+  other table is as it was without them (only the descriptions gain the tag sentences).
 
 The board is hard in the ways real boards are, without moving any of those truths:
 
@@ -82,6 +92,9 @@ CVR_AGE_SLOPE, CVR_AGE_CAP = 0.03, 28  # logit falls by 0.03 per day of posting 
 POSITION_WEIGHTS = np.array([0.22, 0.16, 0.13, 0.11, 0.09, 0.08, 0.07, 0.05, 0.05, 0.04])
 POSITION_MULT = np.linspace(1.6, 0.6, 10) / float(np.dot(POSITION_WEIGHTS, np.linspace(1.6, 0.6, 10)))
 N_PLAIN_ROLES = 5  # each category's plain role words (vocab.CATEGORIES); their index moves pay
+# Job-characteristics tags (see the module docstring): how a true tag shows in the text, how employers tick.
+TAG_EXPLICIT, TAG_IMPLICIT, TAG_FALSE_IMPLICIT = 0.50, 0.30, 0.02
+TAG_TICKER_SHARE, TAG_TICK_RATE = 0.60, 0.75
 
 
 @dataclass(frozen=True)
@@ -278,6 +291,7 @@ def _part(spec: GenerateSpec, rng: np.random.Generator, *, first_job: int, n: in
     filed0 = np.where(u < p_unfiled, -1, np.where(u < p_unfiled + MISFILED_SHARE, rng.integers(0, len(cats), n), cat))
 
     titles, descs = _texts(rng, n, cats, prefs, emps, cat, pref, emp, sen, rank, ambiguous, generic, fullwidth, company)
+    tags = _tags(np.random.default_rng([spec.seed, 0x7A67, first_job]), cats, emps, cat, emp, company, descs)
 
     # Postings start up to 20 days before the window so the first day already has open postings.
     posted = rng.uniform(t0 - 20 * 86400, t_end - 3600, n)
@@ -374,7 +388,10 @@ def _part(spec: GenerateSpec, rng: np.random.Generator, *, first_job: int, n: in
         "event_type": ev_type[order],
         "occurred_at": ts(ev_time[order]),
     })
-    tables = {"app.job_postings": postings, "app.events": events}
+    tag_names = pa.array(list(vocab.TAGS), pa.string())
+    ticked_job, ticked_tag = np.nonzero(tags["ticked"])
+    tables = {"app.job_postings": postings, "app.events": events,
+              "app.job_posting_tags": pa.table({"job_id": job_ids[ticked_job], "tag": tag_names.take(pa.array(ticked_tag))})}
     if not truth:
         return tables
     return {
@@ -392,9 +409,45 @@ def _part(spec: GenerateSpec, rng: np.random.Generator, *, first_job: int, n: in
             "day": pa.array([spec.start_date + dt.timedelta(days=int(d)) for d in range(spec.days)], pa.date32()).take(pa.array(pd_day)),
             "cvr": pd_cvr,
         }),
+        "truth.job_tags": pa.table({
+            "job_id": np.repeat(job_ids, len(vocab.TAGS)),
+            "tag": tag_names.take(pa.array(np.tile(np.arange(len(vocab.TAGS)), n))),
+            "present": tags["present"].reshape(-1),
+            "posterior": tags["posterior"].reshape(-1),
+        }),
         "truth.job_edits": _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, salary_min0, salary_max0, salary_min, salary_max, ts,
                                   first_job),
     }
+
+
+def _tags(rng: np.random.Generator, cats: list[str], emps: list[str], cat: np.ndarray, emp: np.ndarray, company: np.ndarray,
+          descs: list[str]) -> dict[str, np.ndarray]:
+    """The true tags (n x tags), their posterior given the content, what employers ticked; appends each
+    posting's tag sentences and 【特徴】 line to its description (in place)."""
+    n, names = len(cat), list(vocab.TAGS)
+    logit = np.empty((n, len(names)))
+    for j, (_explicit, _implicit, base, by_cat, by_emp) in enumerate(vocab.TAGS.values()):
+        logit[:, j] = (base + np.array([by_cat.get(c, 0.0) for c in cats])[cat]
+                       + np.array([by_emp.get(e, 0.0) for e in emps])[emp])
+    prior = 1 / (1 + np.exp(-logit))
+    present = rng.random((n, len(names))) < prior
+    u = rng.random((n, len(names)))
+    explicit = present & (u < TAG_EXPLICIT)
+    implicit = np.where(present, (u >= TAG_EXPLICIT) & (u < TAG_EXPLICIT + TAG_IMPLICIT), u < TAG_FALSE_IMPLICIT)
+    which = rng.integers(0, 2, (n, len(names)))  # which of the tag's two implicit sentences
+    # P(text cue | tag) and P(text cue | no tag): named, implied, nothing.
+    like_true = np.where(explicit, TAG_EXPLICIT, np.where(implicit, TAG_IMPLICIT, 1 - TAG_EXPLICIT - TAG_IMPLICIT))
+    like_false = np.where(explicit, 0.0, np.where(implicit, TAG_FALSE_IMPLICIT, 1 - TAG_FALSE_IMPLICIT))
+    posterior = prior * like_true / (prior * like_true + (1 - prior) * like_false)
+    h = (company.astype(np.uint64) * np.uint64(2246822519)) % np.uint64(2**32)
+    ticker = (h % np.uint64(1000)).astype(np.int64) < int(TAG_TICKER_SHARE * 1000)
+    ticked = present & ticker[:, None] & (rng.random((n, len(names))) < TAG_TICK_RATE)
+    values = list(vocab.TAGS.values())
+    for i in range(n):
+        said = [values[j][1][which[i, j]] for j in np.flatnonzero(implicit[i])]
+        named = [names[j] for j in np.flatnonzero(explicit[i])]
+        descs[i] += ("".join(f"{x}。" for x in said)) + (f"【特徴】{'・'.join(named)}" if named else "")
+    return {"present": present, "posterior": posterior, "ticked": ticked}
 
 
 def _edits(cats, filed0, cat, cat_edit_t, sal_edit_t, min0, max0, min1, max1, ts, first_job: int = 1) -> pa.Table:
@@ -438,8 +491,8 @@ def copy_arrow(cur, table_name: str, table: pa.Table, chunk_rows: int = 200_000)
         cur.copy_expert(stmt.as_string(cur), buf)
 
 
-TABLES = ("app.job_postings", "app.events", "truth.job_salary", "truth.job_category", "truth.job_cvr",
-          "truth.job_cvr_daily", "truth.job_edits")
+TABLES = ("app.job_postings", "app.events", "app.job_posting_tags", "truth.job_salary", "truth.job_category",
+          "truth.job_cvr", "truth.job_cvr_daily", "truth.job_edits", "truth.job_tags")
 
 
 def load(conn, spec: GenerateSpec, ddl_path: Path, chunk_postings: int = 100_000, truth: bool = True) -> dict[str, int]:
