@@ -1,6 +1,6 @@
 """Spark scoring against the plain single-process path, and incremental against full rescoring.
 
-    .venv/bin/python bench/scoring.py [--date 2026-10-30] [--rows 200000] [--tasks salary category cvr] [--rounds 2]
+    .venv/bin/python bench/scoring.py [--date 2026-10-30] [--rows 200000] [--tasks salary ...] [--rounds 2]
 
 Needs the demo's features and champions (`make demo`). In its own data dir (.jobcast/bench/scoring/data) it
 writes a features partition of --rows postings (the day's real rows repeated under new job_ids) and, for the
@@ -8,9 +8,11 @@ next day, the same rows with 1% of them changed. Then, with the same champion mo
 task and round:
 - raw: one process reads the partition (pyarrow), predicts (LightGBM with every core, its text model), writes
   Parquet: the throughput to match;
-- spark: `jobs.score.run(..., full=True)`, the path `jobcast score --full` takes (session warm);
+- spark: `jobs.score.run(..., full=True)`, the path `jobcast score --full` takes (session warm), reasons included;
+- without reasons: the same with params score.reasons false: what the reasons cost (the budget is 2x);
 - incremental: `jobs.score.run` on the next day, 1% changed: only those are scored, the rest carried.
-Prints one table: seconds (best of the rounds), throughput of spark relative to raw, incremental relative to full.
+Prints one table: seconds (best of the rounds), throughput of spark relative to raw, spark with reasons relative
+to without, incremental relative to full.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--date", default="2026-10-30")
     ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--tasks", nargs="+", default=["salary", "category", "cvr"])
+    ap.add_argument("--tasks", nargs="+", help="default: every declared task")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
 
@@ -106,28 +108,39 @@ def main() -> None:
 
     from jobs import score
 
+    import dataclasses
+
+    from jobcast import tasks as declared
+
     settings = Settings.load()
     ctx, ctx_next = (RunContext(logical_date=parse_date(d), settings=settings, run_id="bench") for d in (day, next_day))
+    plain = dataclasses.replace(settings, params={**settings.params, "score": {**settings.params["score"], "reasons": False}})
+    ctx_plain = RunContext(logical_date=parse_date(day), settings=plain, run_id="bench")
     ctx.spark().range(1000).count()  # session start is not scoring
     rows = []
-    for task in args.tasks:
+    for task in args.tasks or declared.names():
         model_dir = registry.champion_dir(settings, task).resolve()
-        t = {"raw": [], "spark": [], "incremental": []}
+        t = {"raw": [], "spark": [], "plain": [], "incremental": []}
         for _ in range(args.rounds):
             t["raw"].append(raw_score(task, model_dir, data / "features" / f"dt={day}", BENCH / "raw" / task))
             t0 = time.perf_counter()
             score.run(ctx, task=task, full=True)
             t["spark"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
+            score.run(ctx_plain, task=task, full=True)
+            t["plain"].append(time.perf_counter() - t0)
+            score.run(ctx, task=task, full=True)  # the day's partition with reasons again: the next day carries from it
+            t0 = time.perf_counter()
             res = score.run(ctx_next, task=task)
             t["incremental"].append(time.perf_counter() - t0)
-        raw, spark, inc = (min(v) for v in t.values())
-        rows.append((task, args.rows, raw, spark, raw / spark, inc, res.metrics["rescored"], inc / spark))
+        raw, spark, plain_s, inc = (min(v) for v in t.values())
+        rows.append((task, args.rows, raw, spark, raw / spark, plain_s, spark / plain_s, inc, res.metrics["rescored"], inc / spark))
     print(f"scoring {args.rows:,} postings, {os.cpu_count()} cores, best of {args.rounds} rounds")
-    print("| task | postings | raw s | spark s | spark throughput / raw | incremental s (1% changed) | rescored | incremental / full |")
-    print("|---|---|---|---|---|---|---|---|")
-    for task, n, raw, spark, ratio, inc, resc, rel in rows:
-        print(f"| {task} | {n:,} | {raw:.1f} | {spark:.1f} | {ratio:.2f} | {inc:.1f} | {resc:,} | {rel:.3f} |")
+    print("| task | postings | raw s | spark s | spark throughput / raw | spark without reasons s | with / without reasons "
+          "| incremental s (1% changed) | rescored | incremental / full |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for task, n, raw, spark, ratio, plain_s, cost, inc, resc, rel in rows:
+        print(f"| {task} | {n:,} | {raw:.1f} | {spark:.1f} | {ratio:.2f} | {plain_s:.1f} | {cost:.2f} | {inc:.1f} | {resc:,} | {rel:.3f} |")
 
 
 if __name__ == "__main__":

@@ -38,12 +38,13 @@ def _predictor(task: Task, model_dir: str) -> Predictor:
     return pred
 
 
-def score_batches(task: Task, model_dir: str):
+def score_batches(task: Task, model_dir: str, reasons: bool = True):
     """The mapInPandas function: one model per worker, one thread per Spark task (Spark already parallelises).
     The feature hash passes through. The task's declaration travels in the closure (by value when it is not
     jobcast's own: jobcast.tasks.register), so a worker needs no registry of its own."""
     def fn(batches: Iterator) -> Iterator:
         model = _predictor(task, model_dir)
+        model.with_reasons = reasons
         for pdf in batches:
             yield model.predict(pdf, num_threads=1).assign(**{FEATURE_HASH: pdf[FEATURE_HASH].to_numpy()})
     return fn
@@ -92,11 +93,12 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
         schema.check(df.columns, feat_manifest.get("text"), f"model {meta['version']} on {feats}")
         from pyspark.sql import functions as F
 
-        code = scoring_code(declared)
+        reasons = bool(settings.param("score.reasons"))
+        code = scoring_code(declared) + ("" if reasons else "-no-reasons")
         feature_hash = F.xxhash64(*schema.columns)
         rows = df.select("job_id", *schema.columns).withColumn(FEATURE_HASH, feature_hash)
         out_schema = f"{declared.spark_schema}, {FEATURE_HASH} bigint"
-        outputs = list(declared.outputs)
+        outputs = list(declared.columns[1:])  # after job_id: the outputs and the reasons
         prev = None if full else previous_partition(settings, task, ctx.ds, meta["version"], code)
         carried, n_rescored, joined = None, None, None
         if prev is not None:
@@ -111,7 +113,7 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
             n_rescored = changed.count()
             rows = rows.join(F.broadcast(changed), "job_id", "left_semi")
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
-        scored = rows.mapInPandas(score_batches(declared, str(model_dir.resolve())), out_schema)
+        scored = rows.mapInPandas(score_batches(declared, str(model_dir.resolve()), reasons), out_schema)
         if carried is not None:
             scored = scored.unionByName(carried)
         final = partition(settings.data_dir, "predictions", task, date=ctx.ds)

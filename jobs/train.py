@@ -182,7 +182,10 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
         final = registry.version_dir(settings, task, version)
         with atomic_dir(final) as tmp:
             tmp.mkdir(parents=True)
+            terms = _term_names(ctx, extras, text)  # before save: it pops the text models out of extras
             extras = task_models.save(tmp, boosters, schema, extras)
+            (tmp / "terms.json").write_text(json.dumps({str(k): v for k, v in sorted(terms.items())}, ensure_ascii=False),
+                                            encoding="utf-8")
             metrics = {**task_models.evaluate(declared, task_models.Predictor.load(declared, tmp), holdout),
                        **declared.baseline(train_df, holdout),
                        "n_train": int(len(train_df)), "n_holdout": int(len(holdout)),
@@ -211,6 +214,23 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
         res.metrics.update({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
         res.metrics["reason"] = reason
     return res
+
+
+def _term_names(ctx: RunContext, extras: dict, text: dict) -> dict[int, str]:
+    """The n-grams behind the term ids the model weighs most (for the reasons of its predictions), from the logical
+    date's postings (jobcast.models.reasons.term_dictionary)."""
+    from jobcast.features.text import TextSpec
+    from jobcast.models.reasons import term_dictionary, wanted_terms
+
+    models = extras.get("text_models", {})
+    ids = wanted_terms(models, models.get("__terms__", []))
+    if not ids:
+        return {}
+    t0 = time.monotonic()
+    postings = partition(ctx.settings.data_dir, "raw", "job_postings", date=ctx.ds)
+    names = term_dictionary(ctx.spark(), str(postings), TextSpec.from_params(text), ids)
+    log.info("term names: %d of %d ids named from %s in %.1fs", len(names), len(ids), postings, time.monotonic() - t0)
+    return names
 
 
 def _cap(value, key: str) -> int | None:

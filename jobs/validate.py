@@ -250,6 +250,32 @@ def drift_parameters(settings, task: str, live: dict) -> dict[str, Any]:
     return params
 
 
+def _reasons_ok(text) -> bool:
+    """A reasons JSON (jobcast.models.reasons) that adds up: 1-3 named, signed effects, and base + effects + rest
+    equals the value (to the rounding of 6 decimals)."""
+    try:
+        r = json.loads(text)
+        top = r["top"]
+        if not (isinstance(top, list) and 1 <= len(top) <= 3):
+            return False
+        if not all(isinstance(e.get("name"), str) and e["name"].strip() and isinstance(e.get("effect"), (int, float))
+                   for e in top):
+            return False
+        total = float(r["base"]) + sum(float(e["effect"]) for e in top) + float(r["rest"])
+        return abs(total - float(r["value"])) <= 1e-4 * max(1.0, abs(float(r["value"])))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return False
+
+
+def add_reason_checks(df: pd.DataFrame) -> pd.DataFrame:
+    """reasons_consistent, derived for the suites (GX cannot look inside JSON): every row's reasons add up."""
+    if "reasons" not in df.columns:
+        return df
+    if "reasons_consistent" in df.columns:
+        raise InputDataError("predictions have a column reasons_consistent, which validation derives itself")
+    return df.assign(reasons_consistent=[_reasons_ok(t) for t in df["reasons"]])
+
+
 def validate_predictions(ctx: RunContext, task: str) -> dict:
     from jobcast.tasks import get
 
@@ -266,7 +292,7 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     table = pq.read_table(preds)
     table = table.drop_columns([FEATURE_HASH]) if FEATURE_HASH in table.column_names else table
     manifest_rows = int(manifest.get("expected_rows") or -1)
-    df, params = declared.suite_parameters(settings, preds, manifest, table.to_pandas())
+    df, params = declared.suite_parameters(settings, preds, manifest, add_reason_checks(table.to_pandas()))
     params = {"expected_rows": manifest_rows, **params}
     drift_suite = declared.suite(settings.root, "drift")
     # Fail closed: the predictions verdict says the drift gate is required, and publish accepts it only next to

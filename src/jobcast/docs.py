@@ -17,13 +17,21 @@ select p.job_id, p.title, s.salary_p10, s.salary_p50, s.salary_p90
 from app.job_postings p join predictions.job_salary s using (job_id)
 where p.salary_min is null;
 
--- One posting's four predictions in one round trip (each view holds its own live batch).
-select s.salary_p10, s.salary_p50, s.salary_p90, c.category, c.top3, v.cvr, t.tags
+-- One posting's four predictions, with their tags and reasons, in one round trip (each view holds its own
+-- live batch).
+select s.salary_p10, s.salary_p50, s.salary_p90, s.reasons as salary_reasons, c.category, c.top3,
+       c.reasons as category_reasons, v.cvr, v.reasons as cvr_reasons, t.tags, t.reasons as tags_reasons
 from predictions.job_salary s
 left join predictions.job_category c using (job_id)
 left join predictions.job_cvr v using (job_id)
 left join predictions.job_tags t using (job_id)
 where s.job_id = $1;
+
+-- "Why this estimate?": the salary's reasons as rows, strongest first (a positive effect pushes it up, and on the
+-- log scale, an effect e multiplies the estimate by exp(e)).
+select r ->> 'name' as reason, round(exp((r ->> 'effect')::numeric), 3) as multiplies_salary_by
+from predictions.job_salary, jsonb_array_elements(reasons -> 'top') r
+where job_id = $1;
 
 -- Postings tagged 未経験歓迎 with a probability of at least 0.8 (jsonb containment on the tag list).
 select job_id, probabilities ->> '未経験歓迎' as p

@@ -66,7 +66,29 @@ def test_three_models_are_registered_scored_validated_and_published(champions, c
         n_tags, tags_per_posting, objects = cur.fetchone()
         cur.execute(get("job_tags").quality.sql.format(view="predictions.job_tags"))  # micro-F1 against the true tags
         tags_f1 = cur.fetchone()[0]
+        # Reasons: every row of every view has them, and one posting's four predictions with their reasons come
+        # back in one round trip.
+        for view in (get(t).qualified_view for t in TASKS):
+            cur.execute(f"select count(*) from {view} where reasons is null or jsonb_array_length(reasons -> 'top') = 0")
+            assert cur.fetchone()[0] == 0, view
+        cur.execute("""select s.salary_p50, s.reasons, c.category, c.reasons, v.cvr, v.reasons, t.tags, t.reasons
+                       from predictions.job_salary s join predictions.job_category c using (job_id)
+                       join predictions.job_cvr v using (job_id) join predictions.job_tags t using (job_id)
+                       order by s.job_id limit 50""")
+        rows = cur.fetchall()
     app.close()
+    for p50, r_salary, _cat, r_category, cvr, r_cvr, _tags, r_tags in rows:
+        for r in (r_salary, r_category, r_cvr, r_tags):
+            assert 1 <= len(r["top"]) <= 3 and all(e["name"].strip() for e in r["top"]), r
+            assert abs(r["base"] + sum(e["effect"] for e in r["top"]) + r["rest"] - r["value"]) < 1e-4, r
+            assert sorted((abs(e["effect"]) for e in r["top"]), reverse=True) == [abs(e["effect"]) for e in r["top"]]
+        assert abs(r_salary["value"] - np.log(p50)) < 1e-4  # the model's raw scale: log salary
+        assert abs(r_cvr["value"] - np.log(cvr / (1 - cvr))) < 1e-3  # and the logit of the cvr
+    print("reasons, e.g.", json.dumps(rows[0][1], ensure_ascii=False), json.dumps(rows[0][3], ensure_ascii=False),
+          json.dumps(rows[0][5], ensure_ascii=False), json.dumps(rows[0][7], ensure_ascii=False))
+    named = [e["name"] for row in rows for r in row[1::2] if isinstance(r, dict) for e in r["top"]]
+    assert any(n.startswith(("title", "description")) for n in named)  # text reasons are n-grams, not term ids
+    assert sum(n.startswith("text term #") for n in named) < 0.2 * len(named)
     print("job_tags micro-F1 vs truth", tags_f1, "tags per posting", tags_per_posting)
     assert n_tags == n_salary and objects and 1 < tags_per_posting < 8 and tags_f1 > 0.6
     assert n_salary == n_category == n_cvr > 0 and ordered

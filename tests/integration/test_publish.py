@@ -13,13 +13,19 @@ from jobcast.publish.store import BatchInfo, publish
 pytestmark = pytest.mark.integration
 
 
+# A reasons JSON that adds up (base + effects + rest = value), as jobcast.models.reasons writes them.
+REASONS = ('{"scale": "log salary (p50)", "value": 15.0, "base": 14.8, "top": [{"name": "prefecture: 東京都", '
+           '"effect": 0.15}, {"name": "title: エンジニア", "effect": 0.04}], "rest": 0.01}')
+
+
 def write_batch(path, job_ids, values=None):
     """A salary batch; `values` are the medians, the interval is p50 x 0.8 .. p50 x 1.25."""
     path.mkdir(parents=True, exist_ok=True)
     values = values if values is not None else [3_000_000.0 + i for i in range(len(job_ids))]
     scaled = lambda f: pa.array([None if v is None else v * f for v in values], pa.float64())  # noqa: E731
     pq.write_table(pa.table({"job_id": pa.array(job_ids, pa.int64()), "salary_p10": scaled(0.8),
-                             "salary_p50": pa.array(values, pa.float64()), "salary_p90": scaled(1.25)}),
+                             "salary_p50": pa.array(values, pa.float64()), "salary_p90": scaled(1.25),
+                             "reasons": pa.array([REASONS] * len(job_ids), pa.string())}),
                    path / "part-00000.parquet")
     return path
 

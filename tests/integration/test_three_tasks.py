@@ -14,7 +14,7 @@ from jobcast.storage import write_manifest
 from jobcast.tasks import get, names
 
 from conftest import REPO, make_ctx
-from test_publish import write_batch
+from test_publish import REASONS, write_batch
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,7 @@ def write_category_batch(path, job_ids, categories=None, probability=0.6, top3_t
         "job_id": pa.array(job_ids, pa.int64()), "category": pa.array(categories, pa.string()),
         "probability": pa.array([probability] * len(job_ids), pa.float64()),
         "top3": pa.array([top3_text or top3(c, probability) for c in categories], pa.string()),
+        "reasons": pa.array([REASONS] * len(job_ids), pa.string()),
     }), path / "part-00000.parquet")
     write_manifest(path, {"task": "category", "logical_date": DATE, "rows": len(job_ids), "model_version": "c1",
                           "features_version": "f", "expected_rows": len(job_ids), "labels": labels})
@@ -46,7 +47,8 @@ def write_category_batch(path, job_ids, categories=None, probability=0.6, top3_t
 def write_cvr_batch(path, job_ids, values=None):
     values = values or [0.01 + (i % 50) / 2000 for i in range(len(job_ids))]
     path.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"job_id": pa.array(job_ids, pa.int64()), "cvr": pa.array(values, pa.float64())}),
+    pq.write_table(pa.table({"job_id": pa.array(job_ids, pa.int64()), "cvr": pa.array(values, pa.float64()),
+                             "reasons": pa.array([REASONS] * len(job_ids), pa.string())}),
                    path / "part-00000.parquet")
     write_manifest(path, {"task": "cvr", "logical_date": DATE, "rows": len(job_ids), "model_version": "v1",
                           "features_version": "f", "expected_rows": len(job_ids)})
@@ -71,7 +73,8 @@ def test_task_registry_matches_the_tables_and_views_in_sql(conn):
         assert sorted(table_cols) == sorted(("batch_id", *t.columns)), t.name
         view_cols = [r[0] for r in fetch(conn, "select attname from pg_attribute where attrelid = %s::regclass "
                                                "and attnum > 0 order by attnum", t.qualified_view)]
-        assert view_cols == [*t.columns, "batch_id", "model_version", "prediction_date"], t.name
+        # reasons (migration 0006) follows the lineage columns: CREATE OR REPLACE VIEW adds columns at the end only
+        assert view_cols == [*t.columns[:-1], "batch_id", "model_version", "prediction_date", "reasons"], t.name
 
 
 def test_category_batch_reads_back_through_the_view_with_top3_as_jsonb(tmp_path, db_url, conn):

@@ -70,3 +70,18 @@ def test_bad_text_params_are_refused_with_the_key():
         TextSpec.from_params({"hash_bits": 40})
     with pytest.raises(ValueError, match=r"char_ngrams=\[3, 1\]"):
         TextSpec.from_params({"char_ngrams": [3, 1]})
+
+
+def test_token_words_carry_the_same_tokens_and_name_a_char_gram_by_its_word(spark):
+    from jobcast.features.text import add_token_words
+
+    df = spark.createDataFrame(ROWS, "title string, description string, company_id long")
+    pairs = [r[TOKENS] for r in add_token_words(df, SPEC).orderBy("title").collect()]
+    plain = [sorted(r[TOKENS]) for r in add_tokens(df, SPEC).orderBy("title").collect()]
+    assert [sorted(p["t"] for p in row) for row in pairs] == plain  # the reasons' dictionary sees the features' tokens
+    for row in pairs:
+        for p in row:
+            if p["t"][1] == "c":  # a character n-gram lies inside its word (padded with spaces)
+                assert p["t"][2:].strip() in p["w"]
+            else:
+                assert p["w"] == p["t"]

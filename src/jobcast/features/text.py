@@ -89,11 +89,12 @@ def normalised_sql(col: str) -> str:
             r"'\\s+', ' '))")
 
 
-def _field_tokens_sql(prefix: str, words: str, spec: TextSpec, emit) -> str:
-    """SQL for one field's n-grams; `emit` wraps each token expression (itself, or its hashed id)."""
+def _field_tokens_sql(prefix: str, words: str, spec: TextSpec, emit, emit_char=None) -> str:
+    """SQL for one field's n-grams; `emit` wraps each token expression (itself, or its hashed id); `emit_char`
+    (default: emit) wraps a character n-gram's, with its word in scope as `w`."""
     c_lo, c_hi = spec.char_ngrams
     w_lo, w_hi = spec.word_ngrams
-    char = emit(f"concat('{prefix}c', substring(concat(' ', w, ' '), i, n))")
+    char = (emit_char or emit)(f"concat('{prefix}c', substring(concat(' ', w, ' '), i, n))")
     chars = (f"flatten(transform({words}, w -> flatten(transform(sequence({c_lo}, {c_hi}), n -> "
              f"transform(sequence(1, greatest(length(w) + 3 - n, 1)), i -> {char})))))")
     # sequence(1, k) with k < 1 counts down in Spark: guard it so short texts give no word n-grams.
@@ -103,7 +104,7 @@ def _field_tokens_sql(prefix: str, words: str, spec: TextSpec, emit) -> str:
     return f"concat({chars}, {grams})"
 
 
-def _text_sql(df, spec: TextSpec, out: str, emit, title: str, description: str, company: str):
+def _text_sql(df, spec: TextSpec, out: str, emit, title: str, description: str, company: str, emit_char=None):
     from pyspark.sql import functions as F
 
     nt, tw, dw = "_jc_title_norm", "_jc_title_words", "_jc_desc_words"
@@ -118,7 +119,8 @@ def _text_sql(df, spec: TextSpec, out: str, emit, title: str, description: str, 
     comp = emit(f"concat('C=', cast({company} as string))")
     exact = (f"concat(array({t_exact}), if(size({tw}) > 0, array({first}, {last}), array()), "
              f"if({company} is null, array(), array({comp})))")
-    toks = f"concat({_field_tokens_sql('t', tw, spec, emit)}, {_field_tokens_sql('d', dw, spec, emit)}, {exact})"
+    toks = (f"concat({_field_tokens_sql('t', tw, spec, emit, emit_char)}, {_field_tokens_sql('d', dw, spec, emit, emit_char)}, "
+            f"{exact})")
     return df.withColumn(out, F.expr(toks)).drop(nt, tw, dw)
 
 
@@ -126,6 +128,13 @@ def add_tokens(df, spec: TextSpec, title: str = "title", description: str = "des
     """df with TOKENS: the title's and description's n-grams and the whole-string tokens (exact title, first and
     last title word, company), in Spark SQL (no Python UDF). Tests compare them with `tokens`."""
     return _text_sql(df, spec, TOKENS, lambda token: token, title, description, company)
+
+
+def add_token_words(df, spec: TextSpec, title: str = "title", description: str = "description", company: str = "company_id"):
+    """df with TOKENS as structs (t: the token, w: the word it came from; a word n-gram or a whole-string token
+    is its own word): what the reasons of a prediction name a character n-gram by (jobcast.models.reasons)."""
+    return _text_sql(df, spec, TOKENS, lambda token: f"named_struct('t', {token}, 'w', {token})", title, description,
+                     company, emit_char=lambda token: f"named_struct('t', {token}, 'w', w)")
 
 
 def add_text_terms(df, spec: TextSpec, title: str = "title", description: str = "description", company: str = "company_id"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,6 +236,9 @@ class Predictor:
     labels: list[str]
     info: dict[str, Any]
     text_models: dict[str, Any]
+    terms: dict[int, str] = field(default_factory=dict)  # term id -> n-gram (terms.json), for reasons
+    with_reasons: bool = True                             # predict() fills the reasons column (jobs/score sets it)
+    _explainers: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, task: "str | Task", directory: Path) -> "Predictor":
@@ -271,7 +274,10 @@ class Predictor:
             raise ModelError(f"{reading}: cannot load model version {directory.name} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); its files are damaged or incomplete; score with "
                              f"another version (--model-version) or retrain (`jobcast train --task {tasks.get(task).name}`)") from exc
-        return cls(tasks.get(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models)
+        terms_file = directory / "terms.json"
+        terms = ({int(k): v for k, v in json.loads(terms_file.read_text(encoding="utf-8")).items()}
+                 if terms_file.is_file() else {})
+        return cls(tasks.get(task), directory, schema, boosters, list(info.get("labels", [])), info, text_models, terms)
 
     def matrix(self, df: pd.DataFrame, counts=None):
         """The booster's input, laid out as this model version recorded it (its stacked columns by name, its
@@ -290,6 +296,41 @@ class Predictor:
             raise ModelError(f"{self.directory}: its booster takes {expected} features but this code builds {X.shape[1]} "
                              "from its files (a version written by other training code); retrain")
         return X
+
+    def booster_columns(self) -> list:
+        """How to name each input column of the stacked booster in reasons (jobcast.models.reasons)."""
+        from jobcast.models.reasons import Column, dense_columns, term_name
+
+        cols = dense_columns(self.schema)
+        for name in self.info.get("stacked", []):
+            base, _, j = name.rpartition("_")
+            if name in self.text_models:  # a one-output text score
+                cols.append(Column("text", text=(self.text_models[name], 0)))
+            elif base in self.text_models and j.isdigit():  # one class's (or target's) score of a text model
+                cols.append(Column("text", text=(self.text_models[base], int(j))))
+            else:  # the category hint's guess and its probabilities
+                cols.append(Column("category read from the text"))
+        cols += [Column(term_name(self.terms.get(int(t)), int(t))) for t in self.info.get("booster_terms", [])]
+        return cols
+
+    def explain(self, X, df: pd.DataFrame, counts, scale: str, klass=None, columns=None, booster: str = "model",
+                num_threads: int = 1) -> tuple[np.ndarray, list[str] | None]:
+        """(raw score of each row, its reasons JSON): the raw score is the sum of the path attributions, so it
+        costs no separate predict. Without with_reasons: a plain raw predict and None."""
+        from jobcast.models.reasons import PathExplainer, explain
+
+        b = self.boosters[booster]
+        if not self.with_reasons:
+            raw = b.predict(X, raw_score=True, num_threads=num_threads)
+            if klass is not None:
+                raw = raw.reshape(X.shape[0], -1)[np.arange(X.shape[0]), klass]
+            return np.asarray(raw, dtype=float), None
+        e = self._explainers.get(booster)
+        if e is None:
+            e = self._explainers[booster] = PathExplainer(b, max(1, len(self.labels)) if klass is not None else 1)
+        contrib, base = e.contributions(X, klass, num_threads=num_threads)
+        raw = base + np.asarray(contrib.sum(axis=1)).ravel()
+        return raw, explain(contrib, base, raw, columns or self.booster_columns(), df, counts, self.terms, scale)
 
     def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
         """The task's prediction rows for the feature rows df (the task declares their columns)."""

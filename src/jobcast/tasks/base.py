@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from jobcast.models.matrix import FeatureSchema
     from jobcast.models.task_models import Predictor
 
+REASONS = "reasons"  # every task's column: the strongest contributions behind each prediction (JSON)
 # Spark DDL type of a prediction column -> the pandas dtype of an empty batch.
 _PANDAS = {"long": "int64", "double": "float64", "string": "object"}
 
@@ -96,12 +97,13 @@ class Task:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The prediction Parquet's columns = the table's columns after batch_id (job_id first)."""
-        return ("job_id", *self.outputs)
+        """The prediction Parquet's columns = the table's columns after batch_id: job_id, the outputs, and the
+        reasons every task gives (jobcast.models.reasons; last in the view, after the lineage columns)."""
+        return ("job_id", *self.outputs, REASONS)
 
     @property
     def spark_schema(self) -> str:
-        return ", ".join(f"{c} {t}" for c, t in {"job_id": "long", **self.outputs}.items())
+        return ", ".join(f"{c} {t}" for c, t in {"job_id": "long", **self.outputs, REASONS: "string"}.items())
 
     def suite(self, root: Path, kind: str) -> Path:
         """Its GX suite of a kind ("predictions" or "drift"); a drift suite is optional."""
@@ -110,7 +112,8 @@ class Task:
     def empty(self) -> "pd.DataFrame":
         import pandas as pd
 
-        return pd.DataFrame({c: pd.Series([], dtype=_PANDAS[t]) for c, t in {"job_id": "long", **self.outputs}.items()})
+        return pd.DataFrame({c: pd.Series([], dtype=_PANDAS[t])
+                             for c, t in {"job_id": "long", **self.outputs, REASONS: "string"}.items()})
 
     # ---- which rows it learns from
     def labelled(self):

@@ -61,12 +61,13 @@ class Category(Task):
             booster = tm.refit_booster(lgb_params, X, categorical, codes.astype(float), booster)
         return {"model": booster}, extras
 
-    def probabilities(self, model, df, num_threads: int = 1):
-        counts = model.schema.text_counts(df)
+    def probabilities(self, model, df, num_threads: int = 1, counts=None, X=None):
+        counts = model.schema.text_counts(df) if counts is None else counts
         text = model.text_models["text_classes"]
         if "model" not in model.boosters:  # the linear text model is the final model (many classes, or it won the blend)
             return text.probabilities(counts)
-        p = model.boosters["model"].predict(model.matrix(df, counts), num_threads=num_threads).reshape(len(df), len(model.labels))
+        X = model.matrix(df, counts) if X is None else X
+        p = model.boosters["model"].predict(X, num_threads=num_threads).reshape(len(df), len(model.labels))
         w = float(model.info.get("blend", {}).get("booster_weight", 1.0))
         return p if w >= 1.0 else w * p + (1 - w) * text.probabilities(counts)
 
@@ -74,13 +75,26 @@ class Category(Task):
         import numpy as np
         import pandas as pd
 
-        proba = self.probabilities(model, df, num_threads)
+        from jobcast.models.reasons import linear_reasons
+
+        counts = model.schema.text_counts(df)
+        X = model.matrix(df, counts) if "model" in model.boosters else None
+        proba = self.probabilities(model, df, num_threads, counts, X)
         top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
+        # Reasons for the predicted category: the booster's score of that class (softmax input), or, when the
+        # text model alone predicts, its linear score of that class.
+        if not model.with_reasons:
+            reasons = None
+        elif X is not None:
+            reasons = model.explain(X, df, counts, "booster score of the category", klass=top[:, 0], num_threads=num_threads)[1]
+        else:
+            reasons = linear_reasons(model.text_models["text_classes"], top[:, 0], counts, model.terms,
+                                     "text model score of the category")
         labels = np.array(model.labels, dtype=object)
         top3 = [json.dumps([{"category": labels[j], "probability": round(float(p[j]), 6)} for j in row], ensure_ascii=False)
                 for row, p in zip(top, proba)]
         return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(), "category": labels[top[:, 0]].astype(str),
-                             "probability": proba[np.arange(len(df)), top[:, 0]], "top3": top3})
+                             "probability": proba[np.arange(len(df)), top[:, 0]], "top3": top3, "reasons": reasons})
 
     def metrics(self, holdout, pred):
         from jobcast.models.task_models import category_metrics

@@ -76,8 +76,10 @@ class Cvr(Task):
         import numpy as np
         import pandas as pd
 
-        p = np.clip(model.boosters["model"].predict(model.matrix(df), num_threads=num_threads), 1e-6, 1 - 1e-6)
-        return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(), "cvr": p})
+        counts = model.schema.text_counts(df)
+        logit, reasons = model.explain(model.matrix(df, counts), df, counts, "logit of cvr", num_threads=num_threads)
+        p = np.clip(1 / (1 + np.exp(-logit)), 1e-6, 1 - 1e-6)  # cross_entropy's output is the sigmoid of its raw score
+        return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(), "cvr": p, "reasons": reasons})
 
     def metrics(self, holdout, pred):
         from jobcast.models.task_models import cvr_metrics

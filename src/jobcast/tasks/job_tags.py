@@ -137,13 +137,14 @@ class JobTags(Task):
         return {"model": booster}, {"labels": labels, "text_models": {"text_tags": text}, "tick_rate": rate.round(6).tolist(),
                                     "threshold": threshold, "tail_rows": int(len(stop_rows))}
 
-    def probabilities(self, model, df, num_threads: int = 1):
+    def probabilities(self, model, df, num_threads: int = 1, counts=None, X=None):
         """P(tag | posting) for each of the model's labels: (n, tags)."""
         import numpy as np
 
         k = len(model.labels)
-        scores = model.text_models["text_tags"].scores(model.schema.text_counts(df))
-        X = self._long(model.schema.dense(df), scores, k)
+        if X is None:
+            counts = model.schema.text_counts(df) if counts is None else counts
+            X = self._long(model.schema.dense(df), model.text_models["text_tags"].scores(counts), k)
         p = model.boosters["model"].predict(X, num_threads=num_threads).reshape(len(df), k)
         return np.clip(p / np.asarray(model.info["tick_rate"]), 0.0, 1.0)
 
@@ -151,7 +152,22 @@ class JobTags(Task):
         import numpy as np
         import pandas as pd
 
-        p = self.probabilities(model, df, num_threads)
+        from jobcast.models.reasons import Column, dense_columns
+
+        k = len(model.labels)
+        counts = model.schema.text_counts(df)
+        text = model.text_models["text_tags"]
+        X = self._long(model.schema.dense(df), text.scores(counts), k)
+        p = self.probabilities(model, df, num_threads, X=X)
+        reasons = None
+        if model.with_reasons:  # for the posting's most likely tag: the booster's logit of its (posting, tag) row
+            best = np.argmax(p, axis=1)
+            columns = (dense_columns(model.schema) + [Column("text", text=(text, j)) for j in range(k)]
+                       + [Column("tag", categorical="_jc_tag"), Column("text", text=(text, best))])
+            rows = np.arange(len(df)) * k + best
+            named = df.assign(_jc_tag=np.asarray(model.labels, dtype=object)[best])
+            reasons = model.explain(X[rows], named, counts, "logit of the most likely tag being ticked",
+                                    columns=columns, num_threads=num_threads)[1]
         labels, threshold = model.labels, float(model.info["threshold"])
         order = np.argsort(-p, axis=1, kind="stable")
         tags, probs = [], []
@@ -159,7 +175,8 @@ class JobTags(Task):
             tags.append(json.dumps([{"tag": labels[j], "probability": round(float(row[j]), 6)} for j in o if row[j] >= threshold],
                                    ensure_ascii=False))
             probs.append(json.dumps({labels[j]: round(float(row[j]), 6) for j in range(len(labels))}, ensure_ascii=False))
-        return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(), "tags": tags, "probabilities": probs})
+        return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(), "tags": tags, "probabilities": probs,
+                             "reasons": reasons})
 
     def metrics(self, holdout, pred):
         """Against the ticked tags of the holdout postings (incomplete: the gate compares models on them; the

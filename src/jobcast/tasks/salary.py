@@ -64,11 +64,12 @@ class Salary(Task):
         import numpy as np
         import pandas as pd
 
-        log_p50 = model.boosters["model"].predict(model.matrix(df), num_threads=num_threads)
+        counts = model.schema.text_counts(df)
+        log_p50, reasons = model.explain(model.matrix(df, counts), df, counts, "log salary (p50)", num_threads=num_threads)
         off = model.info["log_offsets"]
         return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(),
                              "salary_p10": np.exp(log_p50 + min(off["p10"], 0.0)), "salary_p50": np.exp(log_p50),
-                             "salary_p90": np.exp(log_p50 + max(off["p90"], 0.0))})
+                             "salary_p90": np.exp(log_p50 + max(off["p90"], 0.0)), "reasons": reasons})
 
     def metrics(self, holdout, pred):
         from jobcast.models.task_models import salary_metrics
