@@ -75,7 +75,7 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     locked = {d["path"]: d["md5"] for d in lock["stages"]["train@salary"]["deps"]}
     assert locked["data/features"] == dvc_hash(work / "data" / "features")
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
-        for view in ("job_salary", "job_category", "job_cvr"):
+        for view in ("job_salary", "job_category", "job_cvr", "job_tags"):
             cur.execute(f"select count(*), min(prediction_date)::text from predictions.{view}")
             n, pdate = cur.fetchone()
             assert n > 0 and pdate == "2026-09-30", view

@@ -51,8 +51,10 @@ class Disclosure(Task):
         import numpy as np
         import pandas as pd
 
-        p = model.boosters["model"].predict(model.schema.dense(df), num_threads=num_threads)
-        return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(), "p_disclosed": np.clip(p, 1e-6, 1 - 1e-6)})
+        # The raw score and its reasons in one pass (jobcast.models.reasons); a binary booster's output is its sigmoid.
+        logit, reasons = model.explain(model.schema.dense(df), df, None, "logit of showing the salary", num_threads=num_threads)
+        return pd.DataFrame({"job_id": df["job_id"].astype("int64").to_numpy(),
+                             "p_disclosed": np.clip(1 / (1 + np.exp(-logit)), 1e-6, 1 - 1e-6), "reasons": reasons})
 
     def metrics(self, holdout, pred):
         import numpy as np
@@ -76,11 +78,12 @@ MIGRATION = """
 create table jobcast_internal.disclosure_rows (
     batch_id    bigint not null,
     job_id      bigint not null,
-    p_disclosed double precision not null check (p_disclosed > 0 and p_disclosed < 1)
+    p_disclosed double precision not null check (p_disclosed > 0 and p_disclosed < 1),
+    reasons     jsonb
 ) partition by list (batch_id);
 create unique index disclosure_rows_batch_job on jobcast_internal.disclosure_rows (batch_id, job_id);
 create view predictions.job_disclosure as
-select r.job_id, r.p_disclosed, r.batch_id, b.model_version, b.logical_date as prediction_date
+select r.job_id, r.p_disclosed, r.batch_id, b.model_version, b.logical_date as prediction_date, r.reasons
 from jobcast_internal.disclosure_rows r
 join predictions.batches b on b.batch_id = r.batch_id
 where r.batch_id = (select c.batch_id from jobcast_internal.current_batch c where c.task = 'disclosure');
@@ -88,7 +91,9 @@ comment on view predictions.job_disclosure is 'Probability that the posting show
 """
 
 SUITE = {"name": "predictions_disclosure", "notes": "the extra task's gate", "expectations": [
-    {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["job_id", "p_disclosed"], "exact_match": True}},
+    {"type": "expect_table_columns_to_match_set",
+     "kwargs": {"column_set": ["job_id", "p_disclosed", "reasons", "reasons_consistent"], "exact_match": True}},
+    {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "reasons_consistent", "value_set": [True]}},
     {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "job_id"}},
     {"type": "expect_column_values_to_be_between", "kwargs": {"column": "p_disclosed", "min_value": 0, "max_value": 1}},
     {"type": "expect_table_row_count_to_equal", "kwargs": {"value": {"$PARAMETER": "expected_rows"}}}]}
@@ -142,6 +147,11 @@ def test_a_task_declared_in_one_module_runs_train_score_validate_publish(champio
         predicted, actual = zip(*cur.fetchall())
     app.close()
     assert n == scored.rows and 0 < lo <= hi < 1 and batches == 1 and model == meta["version"]
+    with psycopg2.connect(db_url) as app2, app2.cursor() as cur:
+        cur.execute("select reasons from predictions.job_disclosure limit 1")
+        reasons = cur.fetchone()[0]
+    app2.close()
+    assert reasons["top"] and reasons["top"][0]["name"]  # its reasons, named from its declared features
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(actual, predicted) > 0.6  # it learned who shows pay (employment type, seniority, category)

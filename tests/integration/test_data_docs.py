@@ -10,9 +10,13 @@ from conftest import REPO
 pytestmark = pytest.mark.integration
 
 
+REASONS = ('{"scale": "log salary (p50)", "value": 15.0, "base": 14.8, "top": [{"name": "prefecture: 東京都", '
+           '"effect": 0.2}], "rest": 0.0}')
+
+
 def test_data_docs_render_the_suite_and_keep_a_capped_history(tmp_path):
     df = pd.DataFrame({"job_id": [1, 2, 3], "salary_p10": [2e6, 3e6, 4e6], "salary_p50": [3e6, 4e6, 5e6],
-                       "salary_p90": [4e6, 5e6, 6e6]})
+                       "salary_p90": [4e6, 5e6, 6e6], "reasons": [REASONS] * 3, "reasons_consistent": [True] * 3})
     params = {"salary_min": 5e5, "salary_max": 4e7, "expected_rows": 3}
     outcomes = [validate_dataframe(df, REPO / "expectations" / "predictions_salary.json", tmp_path,
                                    batch_name="salary/dt=2026-10-30", parameters=params, run_name=f"run{i}", keep_history=3)
@@ -41,7 +45,8 @@ def test_every_suite_runs_through_its_checkpoint_file_and_the_file_is_what_runs(
     shutil.copy(REPO / "expectations" / "predictions_salary.json", exp)
     spec = json.loads((REPO / "expectations" / "checkpoints" / "predictions_salary.json").read_text())
     (exp / "checkpoints" / "predictions_salary.json").write_text(json.dumps({**spec, "actions": []}))
-    df = pd.DataFrame({"job_id": [1], "salary_p10": [2e6], "salary_p50": [3e6], "salary_p90": [4e6]})
+    df = pd.DataFrame({"job_id": [1], "salary_p10": [2e6], "salary_p50": [3e6], "salary_p90": [4e6], "reasons": [REASONS],
+                       "reasons_consistent": [True]})
     params = {"salary_min": 5e5, "salary_max": 4e7, "expected_rows": 1}
     outcome = validate_dataframe(df, exp / "predictions_salary.json", tmp_path / "reports", batch_name="b",
                                  parameters=params, run_name="r")
