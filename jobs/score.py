@@ -51,13 +51,13 @@ def score_batches(task: Task, model_dir: str, reasons: bool = True):
 
 
 def scoring_code(task: Task) -> str:
-    """A digest of the code that turns a feature row into a prediction (the shared model code and the task's
-    declaration): carried values must come from it."""
+    """A digest of the code that turns a feature row into a prediction and its reasons (the shared model code
+    and the task's declaration): carried values must come from it."""
     import inspect
 
-    from jobcast.models import matrix, task_models, text_model
+    from jobcast.models import matrix, reasons, task_models, text_model
 
-    files = [Path(m.__file__) for m in (matrix, task_models, text_model)] + [Path(inspect.getfile(type(task)))]
+    files = [Path(m.__file__) for m in (matrix, reasons, task_models, text_model)] + [Path(inspect.getfile(type(task)))]
     return hashlib.md5(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
