@@ -175,17 +175,18 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
     lookback = settings.param_number("features.event_window_days", int)
     events_since, _ = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)
     existing = snapshot(settings, ctx.ds)
-    missing = [name for name in all_sources(settings.root) if name not in SOURCES
-               and not partition(settings.data_dir, "raw", name, date=ctx.ds).is_dir()]
+    sources = all_sources(settings.root)  # read once: the contract's queries and the tasks' own
+    missing = {name: s for name, s in sources.items() if name not in SOURCES
+               and not partition(settings.data_dir, "raw", name, date=ctx.ds).is_dir()}
     if existing is not None and not refresh and missing:
         # A task's own source table the day's snapshot predates: take just that table now (its manifest says when).
-        return _take_now(ctx, None, only=missing, day_start=day_start, day_end=day_end, events_since=events_since)
+        return _take_now(ctx, None, missing, day_start=day_start, day_end=day_end, events_since=events_since)
     if existing is not None and not refresh:
         with timed_step("extract", ctx) as res:  # immutable: never re-read a past day from today's tables
             m = existing["job_postings"]
             log.info("snapshot of %s exists (taken %s, %s): reused; `jobcast extract --date %s --refresh` takes it again",
                      ctx.ds, m.get("taken_at", "before jobcast recorded it"), m.get("mode", "unknown"), ctx.ds)
-            for name in all_sources(settings.root):
+            for name in sources:
                 final = partition(settings.data_dir, "raw", name, date=ctx.ds)
                 res.paths[name] = str(final)
                 res.metrics[f"{name}_rows"] = read_manifest(final).get("rows")
@@ -193,10 +194,10 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
             res.rows = int(m.get("rows") or 0)
             res.metrics.update(reused=True, mode=m.get("mode", "unknown"))
         return res
-    return _take_now(ctx, existing, only=None, day_start=day_start, day_end=day_end, events_since=events_since)
+    return _take_now(ctx, existing, sources, day_start=day_start, day_end=day_end, events_since=events_since)
 
 
-def _take_now(ctx: RunContext, existing, *, only, day_start, day_end, events_since) -> StepResult:
+def _take_now(ctx: RunContext, existing, sources: dict, *, day_start, day_end, events_since) -> StepResult:
     settings = ctx.settings
     with timed_step("extract", ctx) as res:
         taken_at = dt.datetime.now(dt.timezone.utc)
@@ -207,18 +208,17 @@ def _take_now(ctx: RunContext, existing, *, only, day_start, day_end, events_sin
         csv_dir.mkdir(parents=True)
         try:
             res = _take(ctx, res, csv_dir, existing=existing, taken_at=taken_at, lag_h=lag_h, mode=mode,
-                        day_start=day_start, day_end=day_end, events_since=events_since, only=only)
+                        day_start=day_start, day_end=day_end, events_since=events_since, sources=sources)
         finally:
             shutil.rmtree(csv_dir, ignore_errors=True)
     return res
 
 
 def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_h, mode, day_start, day_end,
-          events_since, only: list[str] | None = None) -> StepResult:
-    """Read the tables (every source, or `only` these) in one transaction to CSV files, then stream them into
-    the snapshot's Parquet files."""
+          events_since, sources: dict) -> StepResult:
+    """Read the tables (`sources`: name -> (query, types, optional), from all_sources) in one transaction to CSV
+    files, then stream them into the snapshot's Parquet files."""
     settings = ctx.settings
-    sources = {k: v for k, v in all_sources(settings.root).items() if only is None or k in only}
     conn = connect(settings, application_name="jobcast-extract")
     try:
         # One repeatable-read snapshot for both tables, so postings and events agree.

@@ -238,7 +238,8 @@ class Predictor:
     text_models: dict[str, Any]
     terms: dict[int, str] = field(default_factory=dict)  # term id -> n-gram (terms.json), for reasons
     with_reasons: bool = True                             # predict() fills the reasons column (jobs/score sets it)
-    _explainers: dict = field(default_factory=dict)
+    _explainers: dict = field(default_factory=dict)  # booster name -> PathExplainer, built on first use
+    _columns: list | None = None                      # booster_columns(), built on first use
 
     @classmethod
     def load(cls, task: "str | Task", directory: Path) -> "Predictor":
@@ -298,7 +299,10 @@ class Predictor:
         return X
 
     def booster_columns(self) -> list:
-        """How to name each input column of the stacked booster in reasons (jobcast.models.reasons)."""
+        """How to name each input column of the stacked booster in reasons (jobcast.models.reasons); built once
+        per loaded version, not per scored batch."""
+        if self._columns is not None:
+            return self._columns
         from jobcast.models.reasons import Column, dense_columns, term_name
 
         cols = dense_columns(self.schema)
@@ -311,6 +315,7 @@ class Predictor:
             else:  # the category hint's guess and its probabilities
                 cols.append(Column("category read from the text"))
         cols += [Column(term_name(self.terms.get(int(t)), int(t))) for t in self.info.get("booster_terms", [])]
+        self._columns = cols
         return cols
 
     def explain(self, X, df: pd.DataFrame, counts, scale: str, klass=None, columns=None, booster: str = "model",
