@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-TOP = 3            # reasons listed per row
-TERMS_PER_SCORE = 5  # terms a stacked score is split into per row (the rest stays in "rest")
+TOP = 3  # reasons listed per row
 
 NUMERIC_NAMES = {
     "title_len": "title length", "desc_len": "description length", "posting_age_days": "days since posted",
@@ -56,7 +56,7 @@ class PathExplainer:
 
         dump = booster.dump_model()
         self.num_class, self.num_feature = num_class, booster.num_feature()
-        rows, cols, vals, offsets = [], [], [], []
+        rows, cols, vals, offsets, leaf_values = [], [], [], [], []
         base = np.zeros(num_class)
         start = 0
         for t, info in enumerate(dump["tree_info"]):
@@ -65,9 +65,11 @@ class PathExplainer:
             offsets.append(start)
             if "split_feature" not in root:  # a one-leaf tree
                 base[k] += float(root["leaf_value"])
+                leaf_values.append([float(root["leaf_value"])])
                 start += 1
                 continue
             base[k] += float(root["internal_value"])
+            values = np.zeros(int(info["num_leaves"]))
             stack = [(root, [])]
             while stack:
                 node, path = stack.pop()
@@ -77,34 +79,54 @@ class PathExplainer:
                     value = float(child["leaf_value"] if leaf else child["internal_value"])
                     step = path + [(int(node["split_feature"]), value - float(node["internal_value"]))]
                     if leaf:
+                        values[int(child["leaf_index"])] = value
                         for f, delta in step:
                             rows.append(start + int(child["leaf_index"]))
                             cols.append(f)
                             vals.append(delta)
                     else:
                         stack.append((child, step))
+            leaf_values.append(values)
             start += int(info["num_leaves"])
         self.matrix = sp.csr_matrix((vals, (rows, cols)), shape=(start, self.num_feature))  # duplicates add up
+        self.matrix.sort_indices()
         self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.leaf_values = np.concatenate(leaf_values) if leaf_values else np.zeros(0)
         self.base = base
         self.booster = booster
 
-    def contributions(self, X, klass: np.ndarray | None = None, num_threads: int = 1):
+    def leaves(self, X, num_threads: int = 1) -> np.ndarray:
+        """Each row's leaf in each tree, as an index into the attribution matrix (n x trees): one pass of
+        LightGBM, the cost of a predict, from which both the raw scores and the attributions follow."""
+        leaves = np.asarray(self.booster.predict(X, pred_leaf=True, num_threads=num_threads), dtype=np.int64)
+        return leaves.reshape(len(leaves), -1) + self.offsets[None, :leaves.shape[-1]]
+
+    def raw(self, hit: np.ndarray) -> np.ndarray:
+        """Raw scores from the leaves (n x classes): the same sums LightGBM's raw predict makes."""
+        values = self.leaf_values[hit]
+        n, trees = values.shape
+        return values.reshape(n, trees // self.num_class, self.num_class).sum(axis=1)
+
+    def attributions(self, hit: np.ndarray, klass: np.ndarray | None = None):
         """(contributions: n x features CSR, base: n) of each row's raw score (of class klass[i] for multiclass)."""
         import scipy.sparse as sp
 
-        leaves = np.asarray(self.booster.predict(X, pred_leaf=True, num_threads=num_threads), dtype=np.int64)
-        n, trees = leaves.shape
-        hit = leaves + self.offsets[None, :trees]
+        n, trees = hit.shape
         if self.num_class > 1:
             klass = np.asarray(klass, dtype=np.int64)
-            mine = (np.arange(trees)[None, :] % self.num_class) == klass[:, None]  # the trees of the row's class
-            indptr = np.concatenate([[0], np.cumsum(mine.sum(axis=1))])
-            one_hot = sp.csr_matrix((np.ones(int(indptr[-1])), hit[mine], indptr), shape=(n, self.matrix.shape[0]))
+            # the trees of the row's class: every num_class-th tree from the class's first one
+            per = trees // self.num_class
+            mine = hit[np.arange(n)[:, None], klass[:, None] + self.num_class * np.arange(per)[None, :]]
+            one_hot = sp.csr_matrix((np.ones(n * per), mine.reshape(-1), np.arange(0, n * per + 1, per)),
+                                    shape=(n, self.matrix.shape[0]))
             return one_hot @ self.matrix, self.base[klass]
         one_hot = sp.csr_matrix((np.ones(n * trees), hit.reshape(-1), np.arange(0, n * trees + 1, trees)),
                                 shape=(n, self.matrix.shape[0]))
         return one_hot @ self.matrix, np.full(n, self.base[0])
+
+    def contributions(self, X, klass: np.ndarray | None = None, num_threads: int = 1):
+        """attributions() of X's rows."""
+        return self.attributions(self.leaves(X, num_threads), klass)
 
 
 @dataclass
@@ -121,77 +143,187 @@ def dense_columns(schema) -> list[Column]:
             + [Column(CATEGORICAL_NAMES.get(c, c), categorical=c) for c in schema.categorical])
 
 
+class Names:
+    """The names reasons use, as integer ids (so a batch's reasons are ranked with array operations, not a
+    Python loop per row), each with its JSON text; a text model's terms are named once per loaded model."""
+
+    def __init__(self, terms: dict[int, str] | None = None):
+        self.terms = terms or {}
+        self._ids: dict[str, int] = {}
+        self.json: list[str] = []
+        self._term_ids: dict[int, tuple[Any, np.ndarray]] = {}
+
+    def id(self, name: str) -> int:
+        i = self._ids.get(name)
+        if i is None:
+            i = self._ids[name] = len(self.json)
+            self.json.append(json.dumps(name, ensure_ascii=False))
+        return i
+
+    def of_terms(self, model) -> np.ndarray:
+        """The name id of each of a text model's columns (its kept term ids): n-grams of one word share it."""
+        kept = self._term_ids.get(id(model))
+        if kept is None or kept[0] is not model:
+            ids = np.fromiter((self.id(term_name(self.terms.get(t), t)) for t in model.tfidf.columns.tolist()),
+                              dtype=np.int64, count=len(model.tfidf.columns))
+            kept = self._term_ids[id(model)] = (model, ids)
+        return kept[1]
+
+
 def explain(contrib, base: np.ndarray, raw: np.ndarray, columns: list[Column], df, counts, terms: dict[int, str],
-            scale: str) -> list[str]:
+            scale: str, names: Names | None = None) -> list[str]:
     """The reasons JSON of each row: its value on the raw scale, the base, the TOP strongest contributions
-    (name, effect) and the rest, so that base + sum(effects) + rest = value. A stacked text score's contribution
-    is shared among all the row's terms (by |coef x tfidf|), summed per term over every score of the same text
-    model (a category model's per-class scores), and its strongest terms compete with the other features."""
+    (name, effect) and the rest, so that base + sum(effects) + rest = value. Contributions with the same name add
+    up. A stacked text score's contribution is shared among the row's terms by |coef x tfidf| and summed per
+    name over every score of the same text model (a category model's per-class scores), so a word competes with
+    the other features by its whole effect.
+
+    Vectorised over the batch, without a sort of its (row, term) entries: every contribution becomes an entry
+    of a sparse rows x inputs matrix, one sparse product with an inputs -> names one-hot sums them per name,
+    and the TOP are taken per row by repeated row maxima (see _ranked)."""
+    import scipy.sparse as sp
+
+    names = names or Names(terms)
     contrib = contrib.tocsr()
-    tfidf: dict[int, Any] = {}
-    values = {c.categorical: df[c.categorical].to_numpy() for c in columns if c.categorical}
-    out = []
-    for i in range(contrib.shape[0]):
-        lo, hi = contrib.indptr[i], contrib.indptr[i + 1]
-        items: dict[str, float] = {}
-        shares: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}  # text model -> (model, row's term ids, effects)
-        for j, c in zip(contrib.indices[lo:hi].tolist(), contrib.data[lo:hi].tolist()):
-            if c == 0.0:
-                continue
-            col = columns[j] if j < len(columns) else Column(f"input {j}")
-            if col.text is not None:
-                model, o = col.text
-                o = o if isinstance(o, int) else int(o[i])  # one output for every row, or the row's own
-                x = tfidf.get(id(model))
-                if x is None:
-                    x = tfidf[id(model)] = model.tfidf.transform(counts).tocsr()
-                a, b = x.indptr[i], x.indptr[i + 1]
-                lin = np.abs(x.data[a:b] * model.coef[o, x.indices[a:b]])
-                total = float(lin.sum())
-                if total > 0:
-                    if id(model) not in shares:
-                        shares[id(model)] = (model, x.indices[a:b], np.zeros(b - a))
-                    shares[id(model)][2][:] += c * lin / total
-                    continue
-                name = col.name
-            elif col.categorical is not None:
-                v = values[col.categorical][i]
-                name = f"{col.name}: {v if v is not None and v == v else '(none)'}"
-            else:
-                name = col.name
-            items[name] = items.get(name, 0.0) + c
-        for model, kept, effect in shares.values():
-            for t in np.argsort(-np.abs(effect), kind="stable")[:TERMS_PER_SCORE].tolist():
-                term = int(model.tfidf.columns[kept[t]])
-                name = term_name(terms.get(term), term)
-                items[name] = items.get(name, 0.0) + float(effect[t])  # the other terms' share stays in "rest"
-        out.append(_reasons_json(items, float(raw[i]), float(base[i]), scale))
-    return out
+    n = contrib.shape[0]
+    r = np.repeat(np.arange(n), np.diff(contrib.indptr))
+    j, c = contrib.indices.astype(np.int64), contrib.data
+    # each contribution's name id (-1: a stacked text score's, shared among its terms below)
+    width = max(len(columns), int(j.max(initial=-1)) + 1)
+    plain = np.array([names.id(col.name) if col.text is None and col.categorical is None else -1 for col in columns]
+                     + [names.id(f"input {jj}") for jj in range(len(columns), width)], dtype=np.int64)
+    name = plain[j] if len(j) else np.zeros(0, dtype=np.int64)
+    text_cols: dict[int, list] = {}  # id(model) -> [model, [(column, output: int or one per row)]]
+    for jj, col in enumerate(columns):
+        if col.text is not None:
+            text_cols.setdefault(id(col.text[0]), [col.text[0], []])[1].append((jj, col.text[1]))
+        elif col.categorical is not None:
+            m = j == jj
+            if m.any():
+                codes, uniques = pd.factorize(df[col.categorical].to_numpy()[r[m]], use_na_sentinel=True)
+                ids = [names.id(f"{col.name}: {v}") for v in uniques] + [names.id(f"{col.name}: (none)")]
+                name[m] = np.asarray(ids, dtype=np.int64)[codes]
+    shares, term_names = [], []
+    fallback = names.id("text")
+    for model, cols in text_cols.values():
+        m = np.zeros(len(j), dtype=bool)
+        out = np.zeros(len(j), dtype=np.int64)
+        for jj, o in cols:
+            mj = j == jj
+            m |= mj
+            out[mj] = o if np.isscalar(o) else np.asarray(o, dtype=np.int64)[r[mj]]
+        if not m.any():
+            continue
+        x = model.tfidf.transform(counts).tocsr()
+        ax = abs(x)
+        acoef = np.abs(np.asarray(model.coef, dtype=np.float64))
+        idx = np.flatnonzero(m)
+        total = np.asarray(ax @ acoef.T)[r[idx], out[idx]]  # the sum of |coef x tfidf| behind each contribution
+        name[idx[total <= 0]] = fallback                     # a row without terms keeps the score as "text"
+        idx, total = idx[total > 0], total[total > 0]
+        # row i's terms share sum over outputs o of contribution(i, o) x |coef[o, t]| x |tfidf(i, t)| / total(i, o)
+        w = sp.coo_matrix((c[idx] / total, (r[idx], out[idx])), shape=(n, model.outputs)).tocsc()
+        xrow = np.repeat(np.arange(n), np.diff(x.indptr))
+        effect = np.zeros(len(x.data))
+        for o in np.flatnonzero(np.diff(w.indptr)).tolist():
+            wo = np.zeros(n)
+            wo[w.indices[w.indptr[o]:w.indptr[o + 1]]] = w.data[w.indptr[o]:w.indptr[o + 1]]
+            effect += wo[xrow] * acoef[o, x.indices]
+        effect *= ax.data
+        shares.append(sp.csr_matrix((effect, x.indices, x.indptr), shape=x.shape))
+        term_names.append(names.of_terms(model))
+    keep = name >= 0
+    rows_kept = r[keep]
+    direct = sp.csr_matrix((c[keep], name[keep], np.concatenate([[0], np.cumsum(np.bincount(rows_kept, minlength=n))])),
+                           shape=(n, len(names.json)))
+    return _reasons_json(_by_name(direct, shares, term_names, len(names.json)), names,
+                         np.asarray(raw, dtype=float), np.asarray(base, dtype=float), scale)
 
 
-def _reasons_json(items: dict[str, float], value: float, base: float, scale: str) -> str:
-    ranked = sorted(items.items(), key=lambda kv: -abs(kv[1]))[:TOP]
-    listed = sum(e for _, e in ranked)
-    return json.dumps({"scale": scale, "value": round(value, 6), "base": round(base, 6),
-                       "top": [{"name": n, "effect": round(e, 6)} for n, e in ranked],
-                       "rest": round(value - base - listed, 6)}, ensure_ascii=False)
+def _by_name(direct, shares: list, term_names: list[np.ndarray], width: int):
+    """rows x names: the direct contributions (already by name, a name may repeat in a row) plus each text
+    model's per-term shares mapped to their names, summed per (row, name) by one sparse product."""
+    import scipy.sparse as sp
+
+    direct = sp.csr_matrix((direct.data, direct.indices, direct.indptr), shape=(direct.shape[0], width))
+    blocks = [direct] + shares
+    to_name = np.concatenate([np.arange(width)] + term_names)
+    one_hot = sp.csr_matrix((np.ones(len(to_name)), to_name, np.arange(len(to_name) + 1)), shape=(len(to_name), width))
+    return sp.hstack(blocks, format="csr") @ one_hot
 
 
-def linear_reasons(model, o: np.ndarray, counts, terms: dict[int, str], scale: str) -> list[str]:
+def _ranked(items, k: int = TOP) -> np.ndarray:
+    """Positions in items' data of each row's k largest |values| (nonzero), row by row, strongest first, without
+    sorting a batch's millions of (row, name) entries. First a bound: split each row's entries into k runs; the
+    k run maxima are k distinct entries, so the row's k-th largest is at least their minimum, and only entries
+    above it can rank (a few per row). Then k passes of row maxima over those candidates."""
+    n = items.shape[0]
+    counts = np.diff(items.indptr)
+    row = np.repeat(np.arange(n), counts)
+    a = np.abs(items.data)
+    bound = np.zeros(n)
+    long = np.flatnonzero(counts >= k)
+    if len(long):
+        starts = items.indptr[:-1][counts > 0]
+        runs = items.indptr[long][:, None] + (counts[long] // k)[:, None] * np.arange(k)[None, :]
+        cuts = np.unique(np.concatenate([starts, runs.ravel()]))
+        maxima = np.maximum.reduceat(a, cuts)
+        bound[long] = maxima[np.searchsorted(cuts, runs)].min(axis=1)
+    cand = np.flatnonzero((a >= bound[row]) & (a > 0))
+    a, crow = a[cand], row[cand]
+    picked, passes = [], []
+    for p in range(k):
+        if not len(a):
+            break
+        best = np.full(n, -1.0)
+        np.maximum.at(best, crow, a)
+        hit = np.flatnonzero((a == best[crow]) & (a > 0))
+        first = hit[np.concatenate([[True], crow[hit][1:] != crow[hit][:-1]])] if len(hit) else hit
+        picked.append(first)
+        passes.append(np.full(len(first), p))
+        a = a.copy()
+        a[first] = -1.0
+    pos = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    pos = pos[np.lexsort((np.concatenate(passes) if passes else pos, crow[pos]))]
+    return cand[pos]
+
+
+def _reasons_json(items, names: Names, value: np.ndarray, base: np.ndarray, scale: str) -> list[str]:
+    """Each row's TOP items (rows x names, one entry per name) ranked by |effect|; base + listed + rest = value."""
+    n = items.shape[0]
+    top = _ranked(items)
+    row = np.repeat(np.arange(n), np.diff(items.indptr))[top]
+    effect = items.data[top]
+    rest = value - base - np.bincount(row, weights=effect, minlength=n)
+    entries = [f'{{"name": {names.json[i]}, "effect": {e}}}' for i, e in zip(items.indices[top].tolist(), _nums(effect))]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n))]).tolist()
+    head = f'{{"scale": {json.dumps(scale, ensure_ascii=False)}, "value": '
+    return [f'{head}{v}, "base": {b}, "top": [{", ".join(entries[bounds[i]:bounds[i + 1]])}], "rest": {x}}}'
+            for i, (v, b, x) in enumerate(zip(_nums(value), _nums(base), _nums(rest)))]
+
+
+def _nums(x: np.ndarray) -> list[str]:
+    """Numbers as json.dumps writes them, to 6 decimals (float repr; NaN and Infinity as json writes them)."""
+    x = np.round(np.asarray(x, dtype=float), 6)
+    return list(map(repr, x.tolist())) if np.isfinite(x).all() else [json.dumps(v) for v in x.tolist()]
+
+
+def linear_reasons(model, o: np.ndarray, counts, terms: dict[int, str], scale: str, names: Names | None = None) -> list[str]:
     """Reasons of a linear text model's own score (output o[i] of row i): its terms' coef x tfidf exactly."""
+    import scipy.sparse as sp
+
+    names = names or Names(terms)
     x = model.tfidf.transform(counts).tocsr()
-    out = []
-    for i in range(x.shape[0]):
-        a, b = x.indptr[i], x.indptr[i + 1]
-        lin = x.data[a:b] * model.coef[o[i], x.indices[a:b]]
-        value = float(model.intercept[o[i]] + lin.sum())
-        items: dict[str, float] = {}
-        for t in np.argsort(-np.abs(lin), kind="stable")[:TERMS_PER_SCORE * 2].tolist():
-            term = int(model.tfidf.columns[x.indices[a + t]])
-            name = term_name(terms.get(term), term)
-            items[name] = items.get(name, 0.0) + float(lin[t])
-        out.append(_reasons_json(items, value, float(model.intercept[o[i]]), scale))
-    return out
+    n = x.shape[0]
+    o = np.asarray(o, dtype=np.int64)
+    xrow = np.repeat(np.arange(n), np.diff(x.indptr))
+    lin = x.data.astype(np.float64) * model.coef[o[xrow], x.indices]
+    intercept = np.asarray(model.intercept, dtype=float)[o]
+    value = intercept + np.bincount(xrow, weights=lin, minlength=n)
+    term_names = names.of_terms(model)
+    empty = sp.csr_matrix((n, len(names.json)))
+    items = _by_name(empty, [sp.csr_matrix((lin, x.indices, x.indptr), shape=x.shape)], [term_names], len(names.json))
+    return _reasons_json(items, names, value, intercept, scale)
 
 
 def wanted_terms(text_models: dict, extra=(), per_output: int = 2000) -> list[int]:

@@ -240,6 +240,7 @@ class Predictor:
     with_reasons: bool = True                             # predict() fills the reasons column (jobs/score sets it)
     _explainers: dict = field(default_factory=dict)  # booster name -> PathExplainer, built on first use
     _columns: list | None = None                      # booster_columns(), built on first use
+    _names: Any = None                                # reasons.Names: the names reasons use, built on first use
 
     @classmethod
     def load(cls, task: "str | Task", directory: Path) -> "Predictor":
@@ -269,6 +270,7 @@ class Predictor:
             for name, d in info.get("text_models", {}).items():
                 reading = directory / d["file"]
                 text_models[name] = TextModel.load(reading)
+                text_models[name].tfidf.memo = True  # one TF-IDF per scored batch, for the booster and the reasons
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - LightGBM, JSON, NumPy and KeyError all mean a damaged version
@@ -318,11 +320,30 @@ class Predictor:
         self._columns = cols
         return cols
 
+    @property
+    def names(self):
+        """The names reasons use (jobcast.models.reasons.Names), kept with the loaded version."""
+        if self._names is None:
+            from jobcast.models.reasons import Names
+
+            self._names = Names(self.terms)
+        return self._names
+
+    def explainer(self, booster: str = "model", num_class: int = 1):
+        """The booster's PathExplainer, built once per loaded version."""
+        from jobcast.models.reasons import PathExplainer
+
+        e = self._explainers.get(booster)
+        if e is None:
+            e = self._explainers[booster] = PathExplainer(self.boosters[booster], num_class)
+        return e
+
     def explain(self, X, df: pd.DataFrame, counts, scale: str, klass=None, columns=None, booster: str = "model",
-                num_threads: int = 1) -> tuple[np.ndarray, list[str] | None]:
+                num_threads: int = 1, leaves=None) -> tuple[np.ndarray, list[str] | None]:
         """(raw score of each row, its reasons JSON): the raw score is the sum of the path attributions, so it
-        costs no separate predict. Without with_reasons: a plain raw predict and None."""
-        from jobcast.models.reasons import PathExplainer, explain
+        costs no separate predict (a multiclass booster's leaves may come from the caller, who needed them for
+        the probabilities). Without with_reasons: a plain raw predict and None."""
+        from jobcast.models.reasons import explain
 
         b = self.boosters[booster]
         if not self.with_reasons:
@@ -330,12 +351,10 @@ class Predictor:
             if klass is not None:
                 raw = raw.reshape(X.shape[0], -1)[np.arange(X.shape[0]), klass]
             return np.asarray(raw, dtype=float), None
-        e = self._explainers.get(booster)
-        if e is None:
-            e = self._explainers[booster] = PathExplainer(b, max(1, len(self.labels)) if klass is not None else 1)
-        contrib, base = e.contributions(X, klass, num_threads=num_threads)
+        e = self.explainer(booster, max(1, len(self.labels)) if klass is not None else 1)
+        contrib, base = e.attributions(e.leaves(X, num_threads) if leaves is None else leaves, klass)
         raw = base + np.asarray(contrib.sum(axis=1)).ravel()
-        return raw, explain(contrib, base, raw, columns or self.booster_columns(), df, counts, self.terms, scale)
+        return raw, explain(contrib, base, raw, columns or self.booster_columns(), df, counts, self.terms, scale, self.names)
 
     def predict(self, df: pd.DataFrame, num_threads: int = 1) -> pd.DataFrame:
         """The task's prediction rows for the feature rows df (the task declares their columns)."""

@@ -56,12 +56,23 @@ class Tfidf:
         n = counts.shape[0]
         return cls(columns, (np.log((1.0 + n) / (1.0 + df[columns])) + 1.0).astype(np.float32))
 
+    # A loaded model (Predictor.load) remembers its last transform: scoring a batch with reasons reads the same
+    # TF-IDF rows for the booster's input and to share the text score among the terms. Off in training, where
+    # it would keep the whole training matrix alive.
+    memo: bool = field(default=False, repr=False, compare=False)
+    _last: tuple | None = field(default=None, repr=False, compare=False)
+
     def transform(self, counts):
         from sklearn.preprocessing import normalize
 
+        if self._last is not None and self._last[0] is counts:
+            return self._last[1]
         x = counts[:, self.columns].astype(np.float32)
         x.data = (1.0 + np.log(x.data)) * self.idf[x.indices]
-        return normalize(x, norm="l2", copy=False)
+        x = normalize(x, norm="l2", copy=False)
+        if self.memo:
+            self._last = (counts, x)
+        return x
 
 
 @dataclass

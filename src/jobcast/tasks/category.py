@@ -61,13 +61,20 @@ class Category(Task):
             booster = tm.refit_booster(lgb_params, X, categorical, codes.astype(float), booster)
         return {"model": booster}, extras
 
-    def probabilities(self, model, df, num_threads: int = 1, counts=None, X=None):
+    def probabilities(self, model, df, num_threads: int = 1, counts=None, X=None, leaves=None):
+        """Class probabilities (n x labels); with the booster's leaves (PathExplainer.leaves), from them: the
+        reasons need the leaves anyway, so the booster is not run twice."""
+        from jobcast.models.text_model import softmax
+
         counts = model.schema.text_counts(df) if counts is None else counts
         text = model.text_models["text_classes"]
         if "model" not in model.boosters:  # the linear text model is the final model (many classes, or it won the blend)
             return text.probabilities(counts)
-        X = model.matrix(df, counts) if X is None else X
-        p = model.boosters["model"].predict(X, num_threads=num_threads).reshape(len(df), len(model.labels))
+        if leaves is not None:
+            p = softmax(model.explainer("model", len(model.labels)).raw(leaves))
+        else:
+            X = model.matrix(df, counts) if X is None else X
+            p = model.boosters["model"].predict(X, num_threads=num_threads).reshape(len(df), len(model.labels))
         w = float(model.info.get("blend", {}).get("booster_weight", 1.0))
         return p if w >= 1.0 else w * p + (1 - w) * text.probabilities(counts)
 
@@ -79,17 +86,19 @@ class Category(Task):
 
         counts = model.schema.text_counts(df)
         X = model.matrix(df, counts) if "model" in model.boosters else None
-        proba = self.probabilities(model, df, num_threads, counts, X)
+        leaves = (model.explainer("model", len(model.labels)).leaves(X, num_threads)
+                  if model.with_reasons and X is not None else None)
+        proba = self.probabilities(model, df, num_threads, counts, X, leaves)
         top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
         # Reasons for the predicted category: the booster's score of that class (softmax input), or, when the
         # text model alone predicts, its linear score of that class.
         if not model.with_reasons:
             reasons = None
         elif X is not None:
-            reasons = model.explain(X, df, counts, "booster score of the category", klass=top[:, 0], num_threads=num_threads)[1]
+            reasons = model.explain(X, df, counts, "booster score of the category", klass=top[:, 0], leaves=leaves)[1]
         else:
             reasons = linear_reasons(model.text_models["text_classes"], top[:, 0], counts, model.terms,
-                                     "text model score of the category")
+                                     "text model score of the category", model.names)
         labels = np.array(model.labels, dtype=object)
         top3 = [json.dumps([{"category": labels[j], "probability": round(float(p[j]), 6)} for j in row], ensure_ascii=False)
                 for row, p in zip(top, proba)]
