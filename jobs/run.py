@@ -35,13 +35,18 @@ def run(ctx: RunContext, *, tasks: tuple[str, ...] | None = None, retrain: bool 
     step(validate.run, layer="features")
     # A task the board gives no labels to (job_tags on a board that ticks no tags) is not trained: scored with its
     # champion if it has one, skipped if not; the other tasks go on.
-    why_not = {t: declarations.get(t).trainable(ctx) for t in tasks}
-    has_champion = {t: registry.champion(ctx.settings, t) is not None for t in tasks}
+    to_train, scored = [], []
     for t in tasks:
-        if why_not[t]:
-            echo(f"{t}: {'not retrained' if has_champion[t] else 'skipped (no champion)'}: nothing to train it on: {why_not[t]}")
-    tasks = tuple(t for t in tasks if has_champion[t] or not why_not[t])
-    to_train = [t for t in tasks if (retrain or not has_champion[t]) and not why_not[t]]
+        no_train, no_score = (declarations.get(t).skipped(ctx, s) for s in ("train", "score"))
+        if no_score:
+            echo(f"skipped (no champion): {no_score}")
+            continue
+        scored.append(t)
+        if no_train:
+            echo(f"not retrained: {no_train}")
+        elif retrain or registry.champion(ctx.settings, t) is None:
+            to_train.append(t)
+    tasks = tuple(scored)
     if to_train:
         step(window.run)
     for task in tasks:

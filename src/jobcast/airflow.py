@@ -144,14 +144,13 @@ def run_step(run: Callable[..., Any], context: dict[str, Any], task: str | None 
                      run_id=str(context.get("run_id") or "airflow"))
     kwargs: dict[str, Any] = {**step_kwargs, **({} if task is None else {"task": task})}
     if task is not None and step in ("train", "score", "validate", "publish"):
-        from jobcast.models import registry
         from jobcast.tasks import get
 
-        why_not = get(task).trainable(ctx)
-        if why_not and (step == "train" or registry.champion(settings, task) is None):
+        skipped = get(task).skipped(ctx, step)
+        if skipped:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            raise AirflowSkipException(f"{task}: nothing to train it on: {why_not}")
+            raise AirflowSkipException(skipped)
     if step == "publish":
         if params.get("dry_run"):
             from airflow.sdk.exceptions import AirflowSkipException

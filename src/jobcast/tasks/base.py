@@ -143,6 +143,19 @@ class Task:
         such a task while it has no champion, saying why; `jobcast train` fails with the reason."""
         return None
 
+    def skipped(self, ctx: "RunContext", step: str) -> str | None:
+        """Why this task's step does not run on ctx's date, or None: an untrainable task (trainable) is not
+        trained, and while it has no champion it is not scored, validated or published either. The one rule
+        `jobcast run` and the DAGs' tasks both follow."""
+        why_not = self.trainable(ctx)
+        if not why_not:
+            return None
+        from jobcast.models import registry
+
+        if step == "train" or registry.champion(ctx.settings, self.name) is None:
+            return f"{self.name}: nothing to train it on: {why_not}"
+        return None
+
     # ---- the model
     def fit(self, df: "pd.DataFrame", schema: "FeatureSchema", params: dict[str, Any]) -> tuple[dict, dict]:
         """(boosters by name, extras saved next to them: labels, text models, offsets...)."""
