@@ -9,7 +9,8 @@ Per size, in .jobcast/bench/scale/<size> with its own PostgreSQL on a free port 
 - train path: `jobcast window` (28 days of extract + features), then `jobcast train` for each task, on the
   day before the last;
 - daily path: `jobcast run` on the last day (extract → raw gate → features → features gate → per task:
-  score → validate → publish), one process, one Spark session, as the scheduler would run it.
+  score → validate → publish), one process, one Spark session, as the scheduler would run it; then each
+  task's `jobcast score --full` again with and without reasons (params score.reasons), for their cost.
 
 Every step is a real CLI process. A sampler reads the RSS of the process tree every 0.2 s: the Python driver,
 the Spark JVM, and the Spark Python workers (the largest one and all of them together). `jobcast run`'s steps
@@ -43,7 +44,7 @@ JOBCAST = str(Path(sys.executable).parent / "jobcast")
 START = dt.date(2026, 9, 1)
 DAYS = 60
 OPEN_SHARE = 0.3125  # open postings on a late day / postings generated (see the docstring)
-TASKS = ("salary", "category", "cvr")
+TASKS = ("salary", "category", "cvr", "job_tags")  # the declared tasks: `jobcast run` would train any without a champion
 SIZES = {"100k": 100_000, "300k": 300_000, "1m": 1_000_000}
 
 
@@ -189,6 +190,15 @@ def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...]
             record("daily", name, st["rows"], st["seconds"], s.peaks(t_prev, st["at"]))
             t_prev = st["at"]
         record("daily", "whole run (wall)", open_rows or 0, secs, s.peaks())
+        # What the reasons cost at this size: each task's scoring again, full, with and without them (the
+        # budget is 2x), as `jobcast score` processes of their own. Publishes nothing.
+        plain = home / "no-reasons.yaml"
+        plain.write_text("score:\n  reasons: false\n")
+        for task in tasks:
+            for label_, extra in (("with reasons", {}), ("without reasons", {"JOBCAST_PARAMS_OVERRIDE": str(plain)})):
+                secs, steps, s = run_cli({**env, **extra}, ["score", "--task", task, "--date", day.isoformat(), "--full"], log)
+                record("daily", f"score {task} {label_}", steps[-1]["rows"] if steps else 0,
+                       steps[-1]["seconds"] if steps else secs, s.peaks())
     results["open_postings"] = open_rows or results.get("open_postings")
     results_file.write_text(json.dumps(results, indent=1))
     subprocess.run([JOBCAST, "db", "stop"], env=env, cwd=ROOT, capture_output=True)
