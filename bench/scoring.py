@@ -6,8 +6,8 @@ Needs the demo's features and champions (`make demo`). In its own data dir (.job
 writes a features partition of --rows postings (the day's real rows repeated under new job_ids) and, for the
 next day, the same rows with 1% of them changed. Then, with the same champion model and the same cores, per
 task and round:
-- raw: one process reads the partition (pyarrow), predicts (LightGBM with every core, its text model), writes
-  Parquet: the throughput to match;
+- raw: one process reads the partition (pyarrow), predicts in batches of 100k rows (LightGBM with every core,
+  its text model), writes Parquet: the throughput to match;
 - spark: `jobs.score.run(..., full=True)`, the path `jobcast score --full` takes (session warm), reasons included;
 - without reasons: the same with params score.reasons false: what the reasons cost (the budget is 2x);
 - incremental: `jobs.score.run` on the next day, 1% changed: only those are scored, the rest carried.
@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BENCH = ROOT / ".jobcast" / "bench" / "scoring"
+BATCH = 100_000  # rows per prediction call of the raw path: Spark's spark.sql.execution.arrow.maxRecordsPerBatch
 
 
 def make_partitions(src: Path, data: Path, date: dt.date, rows: int) -> tuple[str, str]:
@@ -70,17 +71,25 @@ def make_partitions(src: Path, data: Path, date: dt.date, rows: int) -> tuple[st
 
 def raw_score(task: str, model_dir: Path, feats: Path, out: Path) -> float:
     import pyarrow as pa
+    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     from jobcast.models.task_models import Predictor
 
     t0 = time.perf_counter()
     model = Predictor.load(task, model_dir)
-    df = pq.read_table(feats, columns=["job_id", *model.schema.columns]).to_pandas()
-    pred = model.predict(df, num_threads=os.cpu_count() or 1)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pandas(pred, preserve_index=False), out / "part-00000.parquet", compression="zstd")
+    writer = None
+    # In batches of Spark's Arrow batch size (jobcast.spark: maxRecordsPerBatch), as any plain process with
+    # bounded memory would: the whole of a 1M-row partition's text matrices, with reasons, exceeds 24 GB.
+    for batch in ds.dataset(feats, format="parquet").to_batches(columns=["job_id", *model.schema.columns], batch_size=BATCH):
+        pred = pa.Table.from_pandas(model.predict(batch.to_pandas(), num_threads=os.cpu_count() or 1), preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(out / "part-00000.parquet", pred.schema, compression="zstd")
+        writer.write_table(pred)
+    if writer is not None:
+        writer.close()
     return time.perf_counter() - t0
 
 
