@@ -71,6 +71,9 @@ def test_models_train_and_score_on_a_hand_made_board_that_is_not_the_generators(
     validate.run(ctx, layer="features")
     # The board has no job_posting_tags table (optional in the contract): job_tags has nothing to learn from.
     assert "ticks no tags" in get("job_tags").trainable(ctx)
+    # jobcast run and the DAGs skip all of its steps while it has no champion; a trainable task skips none
+    assert all("job_tags: nothing to train it on" in get("job_tags").skipped(ctx, s) for s in ("train", "score", "publish"))
+    assert get("salary").skipped(ctx, "train") is None
     with pytest.raises(InputDataError, match="job_tags.*nothing to learn from.*job_posting_tags is missing or empty"):
         train.run(ctx, task="job_tags")
     for task in [t for t in TASKS if get(t).trainable(ctx) is None]:
