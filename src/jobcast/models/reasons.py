@@ -89,7 +89,6 @@ class PathExplainer:
             leaf_values.append(values)
             start += int(info["num_leaves"])
         self.matrix = sp.csr_matrix((vals, (rows, cols)), shape=(start, self.num_feature))  # duplicates add up
-        self.matrix.sort_indices()
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.leaf_values = np.concatenate(leaf_values) if leaf_values else np.zeros(0)
         self.base = base
