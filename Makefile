@@ -11,5 +11,6 @@ demo: bootstrap
 	.venv/bin/jobcast demo
 
 # The whole test suite (unit, integration, e2e) against real PostgreSQL, Spark, GX, Airflow and DVC.
-test: bootstrap
+test:
+	@scripts/bootstrap --browser
 	.venv/bin/python -m pytest -q

@@ -1,13 +1,14 @@
 """Screenshots of what users look at, taken with headless Chromium (apt-get install chromium):
-the Airflow trigger form of jobcast_daily and the newest Data Docs validation page.
+the Airflow trigger form of jobcast_daily.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
 Starts its own `jobcast airflow standalone` in a temporary AIRFLOW_HOME (metadata on the shared DB's server,
 everyone admin so no login is needed, nothing triggered), opens the DAG page, clicks "Trigger" and captures
-the form; then captures the newest Data Docs page of a suite under reports/gx. (Offline, the page has no
-styles: GX links Bootstrap and Vega from a CDN. It stays readable.) Drives Chromium over the DevTools
-protocol with the `websockets` package Airflow already installs.
+the form. Drives Chromium over the DevTools protocol with the `websockets` package Airflow already installs.
+A failing Data Docs page (offline: its assets come from the site folder) and the example web app's pages
+are retaken by their tests: `JOBCAST_SCREENSHOTS_DIR=docs/screenshots .venv/bin/python -m pytest
+tests/integration/test_data_docs.py tests/integration/test_webapp.py -k "offline or chromium"`.
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ class Page:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    ap.add_argument("--suite", default="predictions_category", help="whose newest Data Docs page to capture")
     args = ap.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not chromium:
@@ -119,13 +119,6 @@ def main() -> int:
         wait_for("the trigger form", lambda: bool(page.js("document.body.innerText.includes('Run Parameters')")), 60)
         time.sleep(2)  # let the dialog finish its animation
         page.shot(args.out / "airflow-trigger-form.png")
-        pages = sorted((ROOT / "reports" / "gx").rglob(f"validations/{args.suite}/**/*.html"), key=lambda p: p.stat().st_mtime)
-        if not pages:
-            sys.exit("screenshots: no Data Docs page under reports/gx (run `make demo` first)")
-        page.goto(pages[-1].as_uri(), "document.readyState === 'complete'")
-        time.sleep(1)
-        page.shot(args.out / "data-docs-validation.png", full_page=True)
-        print(f"data docs page: {pages[-1]}")
     finally:
         for p in reversed(procs):
             try:

@@ -20,6 +20,20 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["JOBCAST_SPARK_CONF"] = "spark.sql.shuffle.partitions=2"
 
 
+# Headless Chromium as root on a closed network (background networking off: its lookups are refused anyway).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def chromium() -> str:
+    """Debian's chromium, which `make test` installs (scripts/bootstrap --browser): a missing browser fails."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "no chromium on PATH: run `make test` (scripts/bootstrap --browser installs it)"
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,11 +11,13 @@ import fcntl
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobcast.errors import ConfigError
+from jobcast.validation.datadocs import localize_site
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,18 @@ def cap_history(gx_root: Path, suite: str, keep: int) -> int:
     return removed
 
 
+def _local_sites(context) -> list[Path]:
+    """The folders of the context's filesystem Data Docs sites (their index pages' parents)."""
+    from urllib.parse import unquote
+
+    sites = []
+    for u in context.get_docs_sites_urls(only_if_exists=False):
+        url = u.get("site_url") or ""
+        if url.startswith("file://"):
+            sites.append(Path(unquote(url[len("file://"):])).parent)
+    return sites
+
+
 def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
                        run_name: str, keep_history: int = 30) -> ValidationOutcome:
     import great_expectations as gx
@@ -169,6 +183,7 @@ def _run_checkpoint(gx, df, suite, spec: dict[str, Any], suite_path: Path, repor
         batch_def = asset.get_batch_definition("whole")
     except (KeyError, LookupError):
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
+    started = time.time()
     if cap_history(reports_dir / "gx", suite.name, keep_history):
         context.build_data_docs()  # drop pruned runs from the index
     suite = context.suites.add_or_update(suite)
@@ -186,6 +201,8 @@ def _run_checkpoint(gx, df, suite, spec: dict[str, Any], suite_path: Path, repor
     checkpoint = context.checkpoints.add_or_update(checkpoint)
     result = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters,
                             run_id=RunIdentifier(run_name=f"{run_name}__{batch_name}".replace("/", "_").replace(":", "_")))
+    for site in _local_sites(context):
+        localize_site(site, since=started)  # offline pages: CDN assets served from the site folder
     failed, evaluated, report = [], 0, None
     for identifier, vr in result.run_results.items():
         urls = context.get_docs_sites_urls(resource_identifier=identifier)
