@@ -53,6 +53,59 @@ from predictions.batches where status = 'published' order by task;
   publishes after 03:00 for the previous day. A backfill of an older date never replaces a newer live batch.
 - Connect with a login role in `jobcast_reader` (`jobcast db create-reader NAME`): it can read these views
   and `predictions.batches`, nothing else.
+
+## Reading from a web app
+
+[`examples/webapp/`](../examples/webapp/app.py) is a working read-only app (FastAPI, psycopg2) that shows one
+posting's predictions, the highest CVRs and the freshness of each task; the README says how to start it. What
+it does is what a board's own app should do:
+
+- Connect as a login in `jobcast_reader`, through a pool with a bounded wait for a free connection, and bound
+  every wait on the server too: `connect_timeout`, and on the session `statement_timeout` (2 s),
+  `default_transaction_read_only=on` and `idle_in_transaction_session_timeout`. A timeout or a lost connection
+  is a 503 with `Retry-After`, never a hang; a broken connection leaves the pool.
+- Autocommit, and one statement per page. A statement sees one batch per view, so a page is consistent while a
+  publish swaps batches; two statements could straddle a swap. Never leave a session idle in a transaction:
+  it holds back the retention of old batches.
+- Missing is not an error. A posting newer than a task's live batch has no row in that view (the query below
+  keeps the posting and returns NULLs: show "not available yet"); a task with no published batch has no
+  `published` row in `predictions.batches`.
+- Freshness: a task's live batch is its `published` row in `predictions.batches`; `prediction_date` (=
+  `logical_date`) more than two days old means a daily run was missed.
+
+```sql
+-- One posting's predictions, their reasons and lineage, in one statement (%(job_id)s: the posting).
+select k.job_id,
+       s.salary_p10, s.salary_p50, s.salary_p90, s.reasons as salary_reasons,
+       s.batch_id as salary_batch_id, s.model_version as salary_model_version, s.prediction_date as salary_date,
+       c.category, c.probability as category_probability, c.top3, c.reasons as category_reasons,
+       c.batch_id as category_batch_id, c.model_version as category_model_version, c.prediction_date as category_date,
+       v.cvr, v.reasons as cvr_reasons,
+       v.batch_id as cvr_batch_id, v.model_version as cvr_model_version, v.prediction_date as cvr_date,
+       t.tags, t.reasons as job_tags_reasons,
+       t.batch_id as job_tags_batch_id, t.model_version as job_tags_model_version, t.prediction_date as job_tags_date
+from (select %(job_id)s::bigint as job_id) k
+left join predictions.job_salary s on s.job_id = k.job_id
+left join predictions.job_category c on c.job_id = k.job_id
+left join predictions.job_cvr v on v.job_id = k.job_id
+left join predictions.job_tags t on t.job_id = k.job_id
+
+-- The postings with the highest CVR, with their category and salary (a top-N heap sort over the live batch).
+select v.job_id, v.cvr, v.batch_id, v.prediction_date, c.category, s.salary_p50
+from predictions.job_cvr v
+left join predictions.job_category c on c.job_id = v.job_id
+left join predictions.job_salary s on s.job_id = v.job_id
+order by v.cvr desc, v.job_id
+limit %(limit)s
+
+-- The live batch of each task and its age (%(tasks)s: text[] of the tasks the app shows).
+select t.task, b.batch_id, b.logical_date, b.model_version, b.row_count, b.published_at,
+       extract(epoch from now() - b.published_at)::float as published_age_s,
+       (now() at time zone 'Asia/Tokyo')::date - b.logical_date as days_behind
+from unnest(%(tasks)s::text[]) as t(task)
+left join predictions.batches b on b.task = t.task and b.status = 'published'
+order by array_position(%(tasks)s::text[], t.task)
+```
 """
 
 
