@@ -12,6 +12,7 @@ import logging
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
 from jobcast.sources import day_bounds
+from jobcast.spark import parallelism
 from jobcast.storage import atomic_dir, check_parquet, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def run(ctx: RunContext, *, force: bool = False) -> StepResult:
         # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread it (the
         # text is most of the work) over every core, or 50k postings a task on a big board.
         raw_rows = read_manifest(raw).get("rows")
-        tasks = max(spark.sparkContext.defaultParallelism, int(raw_rows or 0) // 50_000 + 1)
+        tasks = max(parallelism(spark), int(raw_rows or 0) // 50_000 + 1)
         postings = spark.read.parquet(str(raw)).repartition(tasks)
         kept, touched = clean_postings(postings, rules)
         counts = {name: df.count() for name, df in touched.items()}

@@ -6,6 +6,7 @@ Imported only inside task callables (never at DAG parse time).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from pathlib import Path
@@ -126,6 +127,31 @@ def logical_day(context: dict[str, Any], timezone: str) -> dt.date:
     return logical.astimezone(ZoneInfo(timezone)).date()
 
 
+SPARK_CONN_ID = "jobcast_spark"
+
+
+def spark_connect_url(conn_id: str = SPARK_CONN_ID) -> str | None:
+    """The Spark Connect server that the Airflow connection `jobcast_spark` (type spark_connect, the Spark
+    provider's) names, or None when no such connection is defined: then a task builds its session from the
+    JOBCAST_SPARK_* settings, as the CLI does (local[*] by default). `jobcast airflow standalone` and
+    docker-compose define it, so their tasks share one server and start no JVM of their own."""
+    from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+    from jobcast.errors import ConfigError
+
+    hook = SparkConnectHook(conn_id=conn_id)
+    try:
+        conn = hook.get_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException moved between airflow and the task SDK
+        if type(exc).__name__ == "AirflowNotFoundException":
+            return None
+        raise
+    if conn.conn_type != "spark_connect":
+        raise ConfigError(f"Airflow connection {conn_id}: type {conn.conn_type!r}; expected spark_connect "
+                          "(the Spark provider's Spark Connect type, e.g. host sc://spark-connect, port 15002)")
+    return hook.get_connection_url()
+
+
 def run_step(run: Callable[..., Any], context: dict[str, Any], task: str | None = None, **step_kwargs: Any) -> dict[str, Any]:
     """Call a step (jobs/<step>.py's run) for an Airflow task: the run's logical date and params (the trigger
     form's tasks, pinned model versions, dry run, force, full rescore, snapshot refresh) become its arguments;
@@ -139,6 +165,9 @@ def run_step(run: Callable[..., Any], context: dict[str, Any], task: str | None 
         from airflow.sdk.exceptions import AirflowSkipException
 
         raise AirflowSkipException(f"task {task} not selected in params.tasks={params.get('tasks')}")
+    remote = spark_connect_url()
+    if remote:
+        os.environ["JOBCAST_SPARK_MASTER"] = remote  # this task's Spark session is a client of that server
     settings = Settings.load()
     ctx = RunContext(logical_date=logical_day(context, settings.param("run.timezone")), settings=settings,
                      run_id=str(context.get("run_id") or "airflow"))
@@ -213,6 +242,17 @@ def exec_cli(settings, argv: list[str]) -> None:
     rest = list(argv)
     if rest[:1] == ["--"]:
         rest = rest[1:]
+    if rest[:1] in (["standalone"], ["scheduler"]) and env.get("JOBCAST_AIRFLOW_SPARK", "connect") == "connect" \
+            and not env.get("AIRFLOW_CONN_" + SPARK_CONN_ID.upper()):
+        # A scheduler runs each task in its own process: one Spark Connect server for all of them, instead of
+        # a JVM per task (JOBCAST_AIRFLOW_SPARK=local keeps that). `airflow dags test` runs the tasks in one
+        # process, which starts one JVM anyway: it is left as it is.
+        from jobcast import spark_connect
+
+        server = spark_connect.server_for(settings)
+        print(f"spark connect: {spark_connect.start(server)}", file=sys.stderr)
+        env["AIRFLOW_CONN_" + SPARK_CONN_ID.upper()] = json.dumps(
+            {"conn_type": "spark_connect", "host": "127.0.0.1", "port": server.port})
     os.execve(airflow, [airflow, *rest], env)
 
 

@@ -63,6 +63,20 @@ def cmd_db(args) -> int:
     return 0
 
 
+def cmd_spark(args) -> int:
+    from jobcast import spark_connect
+
+    server = spark_connect.server_for(_settings())
+    if args.action == "start":
+        print(f"spark connect: {spark_connect.start(server, foreground=args.foreground)}")
+    else:
+        print(f"spark connect: {(spark_connect.stop if args.action == 'stop' else spark_connect.status)(server)}")
+    if args.action == "start":
+        print(f"steps use it with JOBCAST_SPARK_MASTER={server.url}; Airflow tasks through the connection jobcast_spark "
+              f"(type spark_connect, host 127.0.0.1, port {server.port}), which `jobcast airflow standalone` defines")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from jobcast.generate import generate
 
@@ -241,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="action", required=True)
     for action in ("start", "stop", "status", "url", "migrate"):
         dbsub.add_parser(action).set_defaults(fn=cmd_db)
+    sp_ = sub.add_parser("spark", help="a local Spark Connect server that every step (and Airflow task) can share")
+    spsub = sp_.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop", "status"):
+        a = spsub.add_parser(action)
+        a.set_defaults(fn=cmd_spark)
+        if action == "start":
+            a.add_argument("--foreground", action="store_true", help="run the server as this process (a container's)")
     cr = dbsub.add_parser("create-reader", help="a login role for a web app in the read-only group jobcast_reader")
     cr.add_argument("name")
     cr.add_argument("--password-env", action="store_true", help="set the password from $JOBCAST_READER_PASSWORD")

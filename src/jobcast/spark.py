@@ -1,13 +1,18 @@
-"""One SparkSession per process, built from settings (local[*] by default, a cluster URL when configured)."""
+"""One SparkSession per process, built from settings: local[*] by default, a cluster URL (spark://...) when
+configured, or a Spark Connect client when JOBCAST_SPARK_MASTER is sc://host:port (jobcast.spark_connect: one
+long-lived server for every step, so a step starts no JVM)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
+import time
 
 from jobcast.config import Settings
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _session = None
 
@@ -26,16 +31,36 @@ DEFAULT_CONF = {
 }
 
 
+# Session-level SQL settings: a Spark Connect client sets these on its session (the server owns the JVM ones).
+SESSION_CONF = ("spark.sql.session.timeZone", "spark.sql.shuffle.partitions", "spark.sql.execution.arrow.maxRecordsPerBatch",
+                "spark.sql.parquet.compression.codec")
+
+
+def is_remote(settings: Settings) -> bool:
+    return settings.spark_master.startswith("sc://")
+
+
+def _alive(session) -> bool:
+    if getattr(session, "is_stopped", None) is not None and type(session).__module__.startswith("pyspark.sql.connect"):
+        return not session.is_stopped
+    return not session.sparkContext._jsc.sc().isStopped()
+
+
 def get_session(settings: Settings):
     global _session
     with _lock:
-        if _session is not None and not _session.sparkContext._jsc.sc().isStopped():
+        if _session is not None and _alive(_session):
             return _session
         # Python workers must use this interpreter (it has pyarrow, lightgbm, jobcast).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         from pyspark.sql import SparkSession
 
+        t0 = time.perf_counter()
+        if is_remote(settings):
+            _session = _connect(SparkSession, settings)
+            log.info("spark: Spark Connect client of %s (%.1fs)", settings.spark_master.split("/;")[0], time.perf_counter() - t0)
+            return _session
         builder = SparkSession.builder.master(settings.spark_master).appName("jobcast")
         conf = {**DEFAULT_CONF, **({"spark.ui.enabled": "false"} if settings.spark_master.startswith("local") else {})}
         conf.update(settings.spark_conf)
@@ -43,7 +68,36 @@ def get_session(settings: Settings):
             builder = builder.config(key, value)
         _session = builder.getOrCreate()
         _session.sparkContext.setLogLevel("WARN")
+        log.info("spark: local session %s started (%.1fs)", settings.spark_master, time.perf_counter() - t0)
         return _session
+
+
+def _connect(SparkSession, settings: Settings):
+    """A Spark Connect client session: nothing starts here. A server that does not answer is transient (the
+    step is retried), with the address and how to start one."""
+    from jobcast.errors import TransientError
+
+    try:
+        session = SparkSession.builder.remote(settings.spark_master).appName("jobcast").getOrCreate()
+        conf = {**{k: DEFAULT_CONF[k] for k in SESSION_CONF}, **settings.spark_conf}
+        for key, value in conf.items():
+            session.conf.set(key, value)
+    except Exception as exc:  # noqa: BLE001 - grpc's errors have no common base worth naming
+        if "UNAVAILABLE" in str(exc) or "Connection refused" in str(exc) or "failed to connect" in str(exc).lower():
+            raise TransientError(f"Spark Connect server {settings.spark_master} is not answering "
+                                 f"(`jobcast spark start` runs one): {str(exc).splitlines()[0][:300]}") from exc
+        raise
+    return session
+
+
+def parallelism(spark) -> int:
+    """The session's default parallelism; a Spark Connect client has no SparkContext to ask, so it asks the
+    server's conf, then assumes this machine's cores (the server is local to it by default)."""
+    try:
+        return spark.sparkContext.defaultParallelism
+    except Exception:  # noqa: BLE001 - PySparkNotImplementedError / AttributeError on a Connect session
+        value = spark.conf.get("spark.default.parallelism", None)
+        return int(value) if value else (os.cpu_count() or 2)
 
 
 def stop_session() -> None:

@@ -101,13 +101,34 @@ def dags_test(env, dag_id, date):
     return log
 
 
-def test_airflow_dags_test_trains_then_runs_the_daily_dag_green(airflow_home, settings, generated, db_url):
-    env = {**airflow_home, **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
+@pytest.fixture
+def spark_connect(settings, monkeypatch):
+    """A Spark Connect server started the way users start one (`jobcast spark start`), on a free port."""
+    from conftest import free_port
+
+    jobcast = str(Path(sys.executable).parent / "jobcast")
+    monkeypatch.setenv("JOBCAST_SPARK_CONNECT_PORT", str(free_port()))
+    proc = subprocess.run([jobcast, "spark", "start"], capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert proc.returncode == 0 and "running: sc://127.0.0.1:" in proc.stdout, proc.stdout + proc.stderr
+    try:
+        yield int(os.environ["JOBCAST_SPARK_CONNECT_PORT"])
+    finally:
+        subprocess.run([jobcast, "spark", "stop"], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_airflow_dags_test_trains_then_runs_the_daily_dag_green(airflow_home, settings, generated, db_url, spark_connect):
+    """Both DAGs' Spark steps (features, window, train, score with mapInPandas, validate) run as clients of one
+    Spark Connect server that the Airflow connection jobcast_spark names: no task starts a JVM of its own."""
+    conn = json.dumps({"conn_type": "spark_connect", "host": "127.0.0.1", "port": spark_connect})
+    env = {**airflow_home, **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")},
+           "AIRFLOW_CONN_JOBCAST_SPARK": conn}
     log = dags_test(env, "jobcast_train", SMALL_DATE)  # the daily DAG scores with the champions
+    assert f"spark: Spark Connect client of sc://127.0.0.1:{spark_connect}" in log and "spark: local session" not in log
     assert log.count("promoted: no champion yet") >= len(names())  # each model's gate says why, in its task log
     for task in names():
         assert (settings.models_dir / task / "champion.json").is_file()
-    dags_test(env, "jobcast_daily", SMALL_DATE)
+    log = dags_test(env, "jobcast_daily", SMALL_DATE)
+    assert "spark: Spark Connect client of" in log and "spark: local session" not in log
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
         for view in (get(t).view for t in names()):
             cur.execute(f"select count(*), count(distinct batch_id), min(prediction_date)::text from predictions.{view}")

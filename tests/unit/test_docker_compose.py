@@ -22,13 +22,21 @@ def all_env():
 
 def test_compose_defines_the_database_and_every_airflow_service():
     assert {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "spark-master", "spark-worker"} <= set(COMPOSE["services"])
+            "airflow-triggerer", "spark-master", "spark-worker", "spark-connect"} <= set(COMPOSE["services"])
     assert all_env()["JOBCAST_SPARK_MASTER"] == "spark://spark-master:7077"  # configuration, not code
     for name, svc in COMPOSE["services"].items():
         assert "image" in svc, name
         if name != "postgres":
             assert svc["build"] == "." and svc["image"] == "jobcast:latest", name  # one image of the project
     assert (REPO / "Dockerfile").is_file()
+    # Airflow's tasks are clients of the one Spark Connect server, through the spark_connect connection
+    import json
+
+    conn = json.loads(all_env()["AIRFLOW_CONN_JOBCAST_SPARK"])
+    assert conn == {"conn_type": "spark_connect", "host": "spark-connect", "port": 15002}
+    connect = COMPOSE["services"]["spark-connect"]
+    assert connect["command"] == ["jobcast", "spark", "start", "--foreground"]
+    assert connect["environment"]["JOBCAST_SPARK_CONNECT_PORT"] == str(conn["port"])
 
 
 def test_every_jobcast_env_key_is_read_by_the_code():
