@@ -103,7 +103,7 @@ def dag_run_times(meta_url: str | Path, run_like: str) -> tuple[float, list[tupl
 
 
 def main() -> int:
-    from jobcast.airflow import airflow_env, sqlite_metadata_url
+    from jobcast.airflow import airflow_env, sqlite_metadata_url, with_openlineage
     from jobcast.config import Settings
     from jobcast.db.conn import database_url
     from jobcast.db.local import cluster_for
@@ -134,7 +134,8 @@ def main() -> int:
 
     def airflow_home(name: str, meta: str) -> dict:
         home = tmp / name
-        env = {**base, **airflow_env(ROOT, port=18793, metadata_url=meta), "AIRFLOW_HOME": str(home)}
+        home.mkdir(parents=True, exist_ok=True)
+        env = with_openlineage({**base, **airflow_env(ROOT, port=18793, metadata_url=meta), "AIRFLOW_HOME": str(home)})
         subprocess.run([str(BIN / "jobcast"), "airflow", "pools", "list"], env=env, check=True, capture_output=True)
         return env
 

@@ -61,6 +61,21 @@ def airflow_env(root: Path, port: int | None = None, metadata_url: str | None = 
     }
 
 
+def with_openlineage(env: dict[str, str]) -> dict[str, str]:
+    """OpenLineage for an Airflow environment that has none configured: events (every task's start and end
+    with its input and output datasets, jobcast.lineage) appended as JSON lines to
+    $AIRFLOW_HOME/openlineage/events.jsonl, namespace `jobcast`. No server is needed; set your own
+    AIRFLOW__OPENLINEAGE__TRANSPORT (http, kafka, console ...) to send them elsewhere."""
+    out = dict(env)
+    if not out.get("AIRFLOW__OPENLINEAGE__TRANSPORT") and not out.get("OPENLINEAGE_URL") \
+            and not out.get("AIRFLOW__OPENLINEAGE__CONFIG_PATH"):
+        path = Path(out["AIRFLOW_HOME"]) / "openlineage" / "events.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "file", "log_file_path": str(path), "append": True})
+    out.setdefault("AIRFLOW__OPENLINEAGE__NAMESPACE", "jobcast")
+    return out
+
+
 METADATA_DBNAME = "airflow"
 
 
@@ -128,6 +143,7 @@ def logical_day(context: dict[str, Any], timezone: str) -> dt.date:
 
 
 SPARK_CONN_ID = "jobcast_spark"
+CHAMPION_ALIAS = "jobcast_champions"  # the train tasks' outlet: each promotion adds an asset event through it
 
 
 def spark_connect_url(conn_id: str = SPARK_CONN_ID) -> str | None:
@@ -210,7 +226,54 @@ def run_step(run: Callable[..., Any], context: dict[str, Any], task: str | None 
         failed.report_path = getattr(exc, "report_path", None)
         raise failed from exc
     log.info("%s", result.summary())
-    return result.to_dict()
+    out = result.to_dict()
+    try:
+        report_lineage(settings, out, context)
+    except Exception:  # noqa: BLE001 - lineage is a report: the step's work is done and stays done
+        log.warning("%s: lineage not reported", step, exc_info=True)
+    return out
+
+
+class _JobcastLineage:
+    """The context Airflow's hook lineage collector files jobcast's datasets under (any object will do)."""
+
+
+_LINEAGE = _JobcastLineage()
+
+
+def report_lineage(settings, result: dict[str, Any], context: dict[str, Any]) -> None:
+    """Tell Airflow what the step read and wrote (jobcast.lineage): the OpenLineage provider emits these as the
+    task's input and output datasets. A promoted model is also an asset event on the alias jobcast_champions
+    (the train tasks' outlet), with its version in the extra."""
+    from airflow.sdk import Asset, AssetAlias
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    from jobcast.lineage import step_lineage
+
+    # The collector is one per process; `airflow dags test` runs every task in one process, so a task would
+    # report its predecessors' datasets too: this task's lineage starts from a new collector.
+    get_hook_lineage_collector.cache_clear()
+    step = result["step"]
+    window = None
+    if step in ("train", "window"):
+        from jobs.window import window_days
+
+        window = window_days(settings, result.get("task") if step == "train" else None)
+    inputs, outputs = step_lineage(settings, result, window_days=window)
+    collector = get_hook_lineage_collector()
+    extra = {k: v for k, v in (result.get("ids") or {}).items() if isinstance(v, (str, int, float, bool))}
+    for uri in inputs:
+        collector.add_input_asset(_LINEAGE, uri=uri)
+    for uri in outputs:
+        collector.add_output_asset(_LINEAGE, uri=uri, asset_extra=extra or None)
+    ids = result.get("ids") or {}
+    if step == "train" and ids.get("promoted"):
+        events = context.get("outlet_events")
+        if events is not None:
+            champion = Asset(name=f"jobcast_champion_{result['task']}",
+                             uri=f"file://{(settings.models_dir / result['task'] / 'champion.json').resolve()}")
+            events[AssetAlias(CHAMPION_ALIAS)].add(champion, extra={"task": result["task"],
+                                                                    "model_version": ids["model_version"]})
 
 
 def on_failure(context: dict[str, Any]) -> None:
@@ -232,6 +295,8 @@ def exec_cli(settings, argv: list[str]) -> None:
 
     user_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     env = {**airflow_env(settings.root, metadata_url=user_conn or metadata_url(settings)), **os.environ}
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    env = with_openlineage(env)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `airflow standalone` spawns `airflow` by name
     airflow = str(Path(bindir) / "airflow")

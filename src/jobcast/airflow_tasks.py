@@ -8,9 +8,9 @@ and stdlib-only modules at module level.
 import datetime as dt
 import os
 
-from airflow.sdk import task
+from airflow.sdk import AssetAlias, task
 
-from jobcast.airflow import SPARK_POOL  # stdlib-only module: cheap at parse time
+from jobcast.airflow import CHAMPION_ALIAS, SPARK_POOL  # stdlib-only module: cheap at parse time
 
 
 @task
@@ -78,7 +78,9 @@ def publish(prediction_task: str, **context):
     return run_step(run, context, task=prediction_task)
 
 
-@task(pool=SPARK_POOL)  # LightGBM uses every core: one heavy task at a time, like Spark
+# LightGBM uses every core: one heavy task at a time, like Spark. A promoted model is an asset event
+# (jobcast_champion_<task>, its version in the extra) through the alias: a kept champion emits none.
+@task(pool=SPARK_POOL, outlets=[AssetAlias(CHAMPION_ALIAS)])
 def train(prediction_task: str, **context):
     from jobcast.airflow import run_step
     from jobs.train import run

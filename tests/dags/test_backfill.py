@@ -1,7 +1,7 @@
 """A real Airflow (standalone: scheduler, api-server, dag-processor, triggerer; metadata on PostgreSQL) running
 `airflow backfill create` over two past dates, side by side: one batch per date, the newer live batch stays live.
-(Two, not three: each date is seven task processes, each with its own JVM; a third date added 90 s to the suite
-and no case the two do not cover.)"""
+As `jobcast airflow standalone` runs it by default, every Spark task is a client of one Spark Connect server
+(the connection jobcast_spark), not a JVM of its own. (Two dates, not three: a third added no case.)"""
 
 import json
 import os
@@ -39,6 +39,9 @@ def test_backfill_over_two_dates_keeps_the_newer_batch_live(tmp_path, settings, 
     # with "database is locked" next to a running scheduler).
     env = {**make_airflow_home(tmp_path / "airflow", metadata="postgres"), **{k: v for k, v in os.environ.items() if k.startswith("JOBCAST_")}}
     port = env["AIRFLOW__API__PORT"]
+    from conftest import free_port
+
+    env["JOBCAST_SPARK_CONNECT_PORT"] = str(free_port())
     log = (tmp_path / "standalone.log").open("w")
     standalone = subprocess.Popen([str(Path(sys.executable).parent / "jobcast"), "airflow", "standalone"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
@@ -77,9 +80,16 @@ def test_backfill_over_two_dates_keeps_the_newer_batch_live(tmp_path, settings, 
     finally:
         os.killpg(standalone.pid, signal.SIGTERM)
         standalone.wait(60)
-    # Stopping by process group leaves nothing behind.
-    left = subprocess.run(["pgrep", "-f", f"AIRFLOW_HOME={tmp_path}|{tmp_path}/airflow"], capture_output=True, text=True)
+        stopped = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "spark", "stop"], env=env, cwd=REPO,
+                                 capture_output=True, text=True, timeout=120)
+    # Stopping by process group, and the Spark server with `jobcast spark stop`, leaves nothing behind.
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    left = subprocess.run(["pgrep", "-f", f"AIRFLOW_HOME={tmp_path}|{tmp_path}/airflow|binding.port={env['JOBCAST_SPARK_CONNECT_PORT']}"],
+                          capture_output=True, text=True)
     assert left.stdout.strip() == ""
+    task_logs = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "airflow" / "logs").rglob("*.log")
+                           if "run_id=backfill__" in str(p))
+    assert "spark: Spark Connect client of sc://127.0.0.1:" in task_logs and "spark: local session" not in task_logs
 
     with psycopg2.connect(db_url) as c, c.cursor() as cur:
         cur.execute("""select logical_date::text, status, message from predictions.batches

@@ -21,14 +21,14 @@ def make_airflow_home(home: Path, metadata: str = "sqlite") -> dict:
 
     metadata="sqlite" is the demo's one-process `dags test`; "postgres" is what `jobcast airflow` picks by
     default for the services: a database `airflow` on the shared DB's server (here the test cluster)."""
-    from jobcast.airflow import airflow_env, metadata_url, sqlite_metadata_url
+    from jobcast.airflow import airflow_env, metadata_url, sqlite_metadata_url, with_openlineage
     from jobcast.config import Settings
 
     from conftest import free_port
 
     port = free_port()
     url = sqlite_metadata_url(home) if metadata == "sqlite" else metadata_url(Settings.load())
-    env = {**os.environ, **airflow_env(REPO, port=port, metadata_url=url), "AIRFLOW_HOME": str(home)}
+    env = with_openlineage({**os.environ, **airflow_env(REPO, port=port, metadata_url=url), "AIRFLOW_HOME": str(home)})
     proc = subprocess.run([str(Path(sys.executable).parent / "jobcast"), "airflow", "pools", "list"], env=env,
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and "jobcast_spark" in proc.stdout, proc.stderr[-2000:]
@@ -136,7 +136,46 @@ def test_airflow_dags_test_trains_then_runs_the_daily_dag_green(airflow_home, se
             assert n > 0 and batches == 1 and pdate == SMALL_DATE, view
         cur.execute("select distinct run_id from predictions.batches where status = 'published'")
         run_ids = [r[0] for r in cur.fetchall()]
+        cur.execute("select model_version from predictions.job_salary limit 1")
+        salary_model = cur.fetchone()[0]
     assert len(run_ids) == 1 and run_ids[0].startswith("manual__")  # the one Airflow run that made all of them
+    check_lineage(Path(env["AIRFLOW_HOME"]), settings, salary_model)
+
+
+def check_lineage(home: Path, settings, salary_model: str) -> None:
+    """OpenLineage events (the provider's file transport, jobcast.airflow.with_openlineage) name each task's
+    input and output datasets; a promoted model is an Airflow asset event with its version."""
+    import sqlite3
+
+    events = [json.loads(line) for line in (home / "openlineage" / "events.jsonl").read_text().splitlines() if line.strip()]
+    done = {e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE" and e["job"]["namespace"] == "jobcast"}
+
+    def datasets(job: str, side: str) -> list[str]:
+        return [d["name"] for d in done[job][side]]
+
+    data, models, day = settings.data_dir.resolve(), settings.models_dir.resolve(), f"dt={SMALL_DATE}"
+    assert any(n.endswith("app.job_postings") for n in datasets("jobcast_daily.extract", "inputs"))
+    assert f"{data}/raw/job_postings/{day}" in datasets("jobcast_daily.extract", "outputs")
+    assert f"{data}/raw/events/{day}" in datasets("jobcast_daily.features", "inputs")
+    assert datasets("jobcast_daily.features", "outputs") == [f"{data}/features/{day}"]
+    for task in names():
+        assert f"{data}/features/{day}" in datasets(f"jobcast_daily.score_{task}", "inputs")
+        assert datasets(f"jobcast_daily.score_{task}", "outputs") == [f"{data}/predictions/{task}/{day}"]
+        assert datasets(f"jobcast_daily.validate_{task}", "inputs") == [f"{data}/predictions/{task}/{day}"]
+        assert datasets(f"jobcast_daily.publish_{task}", "inputs") == [f"{data}/predictions/{task}/{day}"]
+        published = done[f"jobcast_daily.publish_{task}"]["outputs"]
+        assert [d["namespace"].split("://")[0] for d in published] == ["postgres"]
+        assert published[0]["name"].endswith(f"predictions.{get(task).view}")
+        assert any(n.startswith(f"{data}/features/dt=") for n in datasets(f"jobcast_train.train_{task}", "inputs"))
+    # which model version the batch used: the score task read that version's directory
+    assert f"{models}/salary/{salary_model}" in datasets("jobcast_daily.score_salary", "inputs")
+    meta = sqlite3.connect(home / "airflow.db")
+    rows = meta.execute("select a.name, e.extra from asset_event e join asset a on a.id = e.asset_id "
+                        "where a.name like 'jobcast_champion_%'").fetchall()
+    meta.close()
+    promoted = {name: json.loads(extra) for name, extra in rows}
+    assert set(promoted) == {f"jobcast_champion_{t}" for t in names()}
+    assert promoted["jobcast_champion_salary"]["model_version"] == salary_model
 
 
 def test_a_bad_input_fails_the_right_airflow_task_names_the_expectation_and_publishes_nothing(

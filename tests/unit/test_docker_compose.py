@@ -53,6 +53,11 @@ def test_every_airflow_env_key_is_a_real_airflow_option():
     # find_spec, not import: importing airflow would initialise an AIRFLOW_HOME as a side effect.
     pkg = Path(importlib.util.find_spec("airflow").submodule_search_locations[0])
     cfg = yaml.safe_load((pkg / "config_templates" / "config.yml").read_text())
+    # and the OpenLineage provider's section, from its get_provider_info.py (run as a file: no Airflow import)
+    import runpy
+
+    info = runpy.run_path(str(pkg / "providers" / "openlineage" / "get_provider_info.py"))["get_provider_info"]()
+    cfg.update(info["config"])
     for key in (k for k in all_env() if k.startswith("AIRFLOW__")):
         _, section, option = key.split("__", 2)
         assert option.lower() in cfg.get(section.lower(), {}).get("options", {}), key

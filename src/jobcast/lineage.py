@@ -1,0 +1,73 @@
+"""What each step read and wrote, as dataset URIs: the lineage Airflow's OpenLineage provider emits per task.
+
+Steps keep the data layout (data/<layer>/<name>/dt=D, models/<task>/<version>), so a step's inputs follow from
+its name, task and date, and its outputs are in its StepResult. The URIs are Airflow asset URIs, which the
+OpenLineage provider turns into datasets: files as `file:///abs/path` (common-io), tables and views as
+`postgres://host:port/database/schema/table` (the postgres provider; OpenLineage names it database.schema.table).
+
+- extract: the source tables -> raw/<table>/dt=D
+- validate raw|features|<task>: the partition it checks -> its verdict file
+- features: raw/*/dt=D -> features/dt=D;  window: raw/* and features/* of the window's days
+- train: features/dt=D-27..D -> models/<task>/<version> (a promotion is also an Airflow asset event)
+- score: features/dt=D and the model version -> predictions/<task>/dt=D
+- publish: predictions/<task>/dt=D -> the view predictions.<view> (its batch id in the asset's extra)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from jobcast.config import Settings
+from jobcast.storage import partition
+
+RAW_TABLES = ("job_postings", "events")
+
+
+def file_uri(path: str | Path) -> str:
+    return "file://" + str(Path(path).resolve())
+
+
+def table_uri(settings: Settings, schema: str, name: str) -> str:
+    """postgres://host:port/database/schema/table of the shared DB (the project-local cluster by default)."""
+    import psycopg2.extensions
+
+    from jobcast.db.conn import database_url
+
+    dsn = psycopg2.extensions.parse_dsn(database_url(settings))
+    return f"postgres://{dsn.get('host', 'localhost')}:{dsn.get('port', 5432)}/{dsn.get('dbname', 'jobcast')}/{schema}/{name}"
+
+
+def step_lineage(settings: Settings, result: dict[str, Any], *, window_days: int | None = None) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) of a finished step, from its StepResult (as a dict: what XCom carries)."""
+    step, task, ds = result["step"], result.get("task"), result.get("date")
+    data = settings.data_dir
+    paths = result.get("paths") or {}
+    ids = result.get("ids") or {}
+    day_raw = [file_uri(partition(data, "raw", t, date=ds)) for t in RAW_TABLES] if ds else []
+    features = file_uri(partition(data, "features", date=ds)) if ds else None
+    inputs: list[str] = []
+    outputs: list[str] = [file_uri(p) for k, p in paths.items() if not k.startswith("report_")]
+    if step == "extract":
+        inputs = [table_uri(settings, settings.source_schema, t) for t in RAW_TABLES]
+    elif step == "validate":
+        subject = {"raw": day_raw, "features": [features]}.get(task)
+        inputs = subject if subject is not None else [file_uri(partition(data, "predictions", task, date=ds))]
+    elif step == "features":
+        inputs = day_raw
+    elif step == "window":
+        days = [dt.date.fromisoformat(ds) - dt.timedelta(days=i) for i in range(window_days or 0)]
+        inputs = [file_uri(partition(data, "raw", t, date=d.isoformat())) for d in days for t in RAW_TABLES]
+        outputs += [file_uri(partition(data, "features", date=d.isoformat())) for d in days]
+    elif step == "train":
+        days = [dt.date.fromisoformat(ds) - dt.timedelta(days=i) for i in range(window_days or 0)]
+        inputs = [file_uri(partition(data, "features", date=d.isoformat())) for d in days]
+    elif step == "score":
+        inputs = [features, file_uri(settings.models_dir / task / ids["model_version"])]
+    elif step == "publish":
+        from jobcast.tasks import get
+
+        inputs = [file_uri(partition(data, "predictions", task, date=ds))]
+        outputs = [table_uri(settings, "predictions", get(task).view)]
+    return [u for u in inputs if u], outputs
