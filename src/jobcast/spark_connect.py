@@ -127,14 +127,28 @@ def start(server: Server, *, timeout: float = 120.0, foreground: bool = False) -
 
 
 def stop(server: Server, *, timeout: float = 60.0) -> str:
+    """Stop the server and wait, at most `timeout` seconds, until its JVM has exited (spark-daemon.sh removes the
+    pid file as soon as it has signalled the process, so the pid is watched, not the file); then SIGKILL."""
     pid = _pid(server)
     if pid is None:
         return "stopped"
     subprocess.run([str(_spark_home() / "sbin" / "stop-connect-server.sh")], env=_env(server), capture_output=True, text=True)
     deadline = time.monotonic() + timeout
-    while _pid(server) is not None:
+    while _alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, 9)
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     return "stopped"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its parent) is gone for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
