@@ -182,8 +182,10 @@ def run_step(run: Callable[..., Any], context: dict[str, Any], task: str | None 
 
         raise AirflowSkipException(f"task {task} not selected in params.tasks={params.get('tasks')}")
     remote = spark_connect_url()
-    if remote:
-        os.environ["JOBCAST_SPARK_MASTER"] = remote  # this task's Spark session is a client of that server
+    if remote:  # this task's Spark session is a client of that server, in the session its run's tasks share
+        from jobcast.spark import with_session_id
+
+        os.environ["JOBCAST_SPARK_MASTER"] = with_session_id(remote, f"{getattr(context.get('dag_run'), 'dag_id', '')}/{context.get('run_id')}")
     settings = Settings.load()
     ctx = RunContext(logical_date=logical_day(context, settings.param("run.timezone")), settings=settings,
                      run_id=str(context.get("run_id") or "airflow"))

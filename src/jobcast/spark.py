@@ -72,13 +72,39 @@ def get_session(settings: Settings):
         return _session
 
 
+def with_session_id(url: str, key: str) -> str:
+    """The Spark Connect URL with a session id derived from `key` (an Airflow run): the tasks of one run share
+    one server-side session, so its Python workers (pandas, pyarrow, LightGBM, the loaded models) are started
+    once per run, not once per task: a new session starts new workers (measured: a first mapInPandas 5.1 s in
+    a new session, 0.4 s in the session again)."""
+    import uuid
+
+    if "session_id=" in url:
+        return url
+    sid = uuid.uuid5(uuid.NAMESPACE_URL, f"jobcast:{key}")
+    base, sep, params = url.partition(";")
+    if not sep:
+        base = base if base.endswith("/") else base + "/"
+    return f"{base};session_id={sid}" + (f";{params}" if params else "")
+
+
 def _connect(SparkSession, settings: Settings):
     """A Spark Connect client session: nothing starts here. A server that does not answer is transient (the
-    step is retried), with the address and how to start one."""
+    step is retried), with the address and how to start one. A shared session that the server has already
+    closed (idle past its timeout) is replaced by a new one."""
     from jobcast.errors import TransientError
 
     try:
-        session = SparkSession.builder.remote(settings.spark_master).appName("jobcast").getOrCreate()
+        try:
+            session = SparkSession.builder.remote(settings.spark_master).appName("jobcast").getOrCreate()
+            session.conf.get("spark.sql.session.timeZone")  # the first call reaches the server
+        except Exception as exc:  # noqa: BLE001
+            if "SESSION_CLOSED" not in str(exc) or "session_id=" not in settings.spark_master:
+                raise
+            import re
+
+            fresh = re.sub(r";session_id=[^;]*", "", settings.spark_master)
+            session = SparkSession.builder.remote(fresh).appName("jobcast").create()
         conf = {**{k: DEFAULT_CONF[k] for k in SESSION_CONF}, **settings.spark_conf}
         for key, value in conf.items():
             session.conf.set(key, value)

@@ -48,7 +48,11 @@ def test_dvc_sees_every_step_as_a_stage(settings):
 
 
 def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, settings, db_url):
-    """`dvc repro` in a copy of the repo (a small data size), against this test's database."""
+    """`dvc repro` in a copy of the repo (a small data size), against this test's database. Every stage is a
+    process of its own, so its Spark steps are clients of one Spark Connect server (`jobcast spark start`,
+    JOBCAST_SPARK_MASTER=sc://...), as an ML engineer would run many stages, instead of a JVM per stage."""
+    from conftest import free_port
+
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     work = tmp_path / "repo"
     for f in files:
@@ -59,13 +63,25 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     params["generate"].update(postings=3000, days=30, start_date="2026-09-01")
     params["run"]["date"] = "2026-09-30"
     params["train"].update(window_days=6, holdout_days=2)  # as tests/params-small.yaml
-    # Two of the tasks: the matrix stages are the same command per task, and each stage is a process with its
-    # own JVM (the four tasks took 6 of this suite's minutes; the e2e pipeline test runs all four).
+    # Two of the tasks: the matrix stages are the same command per task, and each stage is a process (the four
+    # tasks took 6 of this suite's minutes with a JVM per stage; the e2e pipeline test runs all four).
     params["tasks"] = ["salary", "cvr"]
     (work / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_")}
-    env.update(JOBCAST_DATABASE_URL=db_url, JOBCAST_HOME=str(work), JOBCAST_SPARK_MASTER="local[2]",
-               PATH=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])
+    port = free_port()
+    env.update(JOBCAST_DATABASE_URL=db_url, JOBCAST_HOME=str(work), JOBCAST_SPARK_MASTER=f"sc://127.0.0.1:{port}",
+               JOBCAST_SPARK_CONNECT_PORT=str(port), JOBCAST_SPARK_CONNECT_MASTER="local[2]",
+               JOBCAST_STATE_DIR=str(tmp_path / "state"), PATH=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])
+    jobcast_bin = str(Path(sys.executable).parent / "jobcast")
+    started = subprocess.run([jobcast_bin, "spark", "start"], cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        repro_twice(work, env, db_url)
+    finally:
+        subprocess.run([jobcast_bin, "spark", "stop"], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+
+
+def repro_twice(work: Path, env: dict, db_url: str) -> None:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
         subprocess.run(cmd, cwd=work, check=True, env=env)
     first = subprocess.run([DVC, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=900)
