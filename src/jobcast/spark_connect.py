@@ -32,6 +32,7 @@ class Server:
     port: int
     master: str
     bind: str = "127.0.0.1"  # 0.0.0.0 in a container that other services reach
+    conf: tuple[tuple[str, str], ...] = ()  # JOBCAST_SPARK_CONF: e.g. the executors' memory on a cluster
 
     @property
     def url(self) -> str:
@@ -46,7 +47,7 @@ def server_for(settings: Settings) -> Server:
         raise ConfigError(f"JOBCAST_SPARK_CONNECT_PORT={raw!r}: expected an integer port") from exc
     return Server(home=settings.state_dir / "spark-connect", port=port,
                   master=os.environ.get("JOBCAST_SPARK_CONNECT_MASTER", "local[*]"),
-                  bind=os.environ.get("JOBCAST_SPARK_CONNECT_BIND", "127.0.0.1"))
+                  bind=os.environ.get("JOBCAST_SPARK_CONNECT_BIND", "127.0.0.1"), conf=tuple(settings.spark_conf.items()))
 
 
 def _spark_home() -> Path:
@@ -104,7 +105,7 @@ def start(server: Server, *, timeout: float = 120.0, foreground: bool = False) -
             "spark.connect.grpc.binding.address": server.bind, "spark.ui.enabled": "false",
             "spark.log.level": "WARN",
             # the Python workers of mapInPandas run this interpreter (jobcast, pyarrow, lightgbm)
-            "spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
+            "spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable, **dict(server.conf)}
     memory = conf.pop("spark.driver.memory")
     cmd = [str(_spark_home() / "sbin" / "start-connect-server.sh"), "--master", server.master, "--driver-memory", memory]
     for key, value in conf.items():
