@@ -71,7 +71,7 @@ def test_dvc_repro_reproduces_a_run_and_then_skips_unchanged_stages(tmp_path, se
     port = free_port()
     env.update(JOBCAST_DATABASE_URL=db_url, JOBCAST_HOME=str(work), JOBCAST_SPARK_MASTER=f"sc://127.0.0.1:{port}",
                JOBCAST_SPARK_CONNECT_PORT=str(port), JOBCAST_SPARK_CONNECT_MASTER="local[2]",
-               JOBCAST_STATE_DIR=str(tmp_path / "state"), PATH=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])
+               PATH=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])  # the server's pid and logs: work/.jobcast
     jobcast_bin = str(Path(sys.executable).parent / "jobcast")
     started = subprocess.run([jobcast_bin, "spark", "start"], cwd=work, env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stdout + started.stderr
