@@ -213,6 +213,7 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
         res.ids.update(model_version=version, promoted=promoted)
         res.metrics.update({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
         res.metrics["reason"] = reason
+        res.metrics["window_days"] = window_days  # the feature partitions it read (jobcast.lineage)
     return res
 
 

@@ -71,13 +71,8 @@ class Page:
         self.call("Page.navigate", url=url)
         wait_for(f"{url} ({ready_js})", lambda: bool(self.js(ready_js)), timeout)
 
-    def shot(self, path: Path, full_page: bool = False) -> None:
-        extra = {}
-        if full_page:
-            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-            extra = {"captureBeyondViewport": True,
-                     "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}}
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png", **extra)["data"]))
+    def shot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
         print(f"screenshot: {path}")
 
 

@@ -255,21 +255,15 @@ def report_lineage(settings, result: dict[str, Any], context: dict[str, Any]) ->
     # The collector is one per process; `airflow dags test` runs every task in one process, so a task would
     # report its predecessors' datasets too: this task's lineage starts from a new collector.
     get_hook_lineage_collector.cache_clear()
-    step = result["step"]
-    window = None
-    if step in ("train", "window"):
-        from jobs.window import window_days
-
-        window = window_days(settings, result.get("task") if step == "train" else None)
-    inputs, outputs = step_lineage(settings, result, window_days=window)
+    inputs, outputs = step_lineage(settings, result)
     collector = get_hook_lineage_collector()
-    extra = {k: v for k, v in (result.get("ids") or {}).items() if isinstance(v, (str, int, float, bool))}
+    ids = result.get("ids") or {}
+    extra = {k: v for k, v in ids.items() if isinstance(v, (str, int, float, bool))}
     for uri in inputs:
         collector.add_input_asset(_LINEAGE, uri=uri)
     for uri in outputs:
         collector.add_output_asset(_LINEAGE, uri=uri, asset_extra=extra or None)
-    ids = result.get("ids") or {}
-    if step == "train" and ids.get("promoted"):
+    if result["step"] == "train" and ids.get("promoted"):
         events = context.get("outlet_events")
         if events is not None:
             champion = Asset(name=f"jobcast_champion_{result['task']}",
@@ -296,9 +290,7 @@ def exec_cli(settings, argv: list[str]) -> None:
     import sys
 
     user_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-    env = {**airflow_env(settings.root, metadata_url=user_conn or metadata_url(settings)), **os.environ}
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    env = with_openlineage(env)
+    env = with_openlineage({**airflow_env(settings.root, metadata_url=user_conn or metadata_url(settings)), **os.environ})
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `airflow standalone` spawns `airflow` by name
     airflow = str(Path(bindir) / "airflow")

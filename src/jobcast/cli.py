@@ -67,13 +67,12 @@ def cmd_spark(args) -> int:
     from jobcast import spark_connect
 
     server = spark_connect.server_for(_settings())
-    if args.action == "start":
-        print(f"spark connect: {spark_connect.start(server, foreground=args.foreground)}")
-    else:
+    if args.action != "start":
         print(f"spark connect: {(spark_connect.stop if args.action == 'stop' else spark_connect.status)(server)}")
-    if args.action == "start":
-        print(f"steps use it with JOBCAST_SPARK_MASTER={server.url}; Airflow tasks through the connection jobcast_spark "
-              f"(type spark_connect, host 127.0.0.1, port {server.port}), which `jobcast airflow standalone` defines")
+        return 0
+    print(f"spark connect: {spark_connect.start(server, foreground=args.foreground)}")
+    print(f"steps use it with JOBCAST_SPARK_MASTER={server.url}; Airflow tasks through the connection jobcast_spark "
+          f"(type spark_connect, host 127.0.0.1, port {server.port}), which `jobcast airflow standalone` defines")
     return 0
 
 

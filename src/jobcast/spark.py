@@ -41,7 +41,7 @@ def is_remote(settings: Settings) -> bool:
 
 
 def _alive(session) -> bool:
-    if getattr(session, "is_stopped", None) is not None and type(session).__module__.startswith("pyspark.sql.connect"):
+    if type(session).__module__.startswith("pyspark.sql.connect"):  # a client: no SparkContext to ask
         return not session.is_stopped
     return not session.sparkContext._jsc.sc().isStopped()
 

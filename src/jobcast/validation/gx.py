@@ -129,16 +129,17 @@ def cap_history(gx_root: Path, suite: str, keep: int) -> int:
     return removed
 
 
-def _local_sites(context) -> list[Path]:
-    """The folders of the context's filesystem Data Docs sites (their index pages' parents)."""
+def _file_path(url: str | None) -> str | None:
+    """The local path of a Data Docs file:// URL (None for a site that is not on this filesystem)."""
     from urllib.parse import unquote
 
-    sites = []
-    for u in context.get_docs_sites_urls(only_if_exists=False):
-        url = u.get("site_url") or ""
-        if url.startswith("file://"):
-            sites.append(Path(unquote(url[len("file://"):])).parent)
-    return sites
+    return unquote(url[len("file://"):]) if url and url.startswith("file://") else None
+
+
+def _local_sites(context) -> list[Path]:
+    """The folders of the context's filesystem Data Docs sites (their index pages' parents)."""
+    paths = (_file_path(u.get("site_url")) for u in context.get_docs_sites_urls(only_if_exists=False))
+    return [Path(p).parent for p in paths if p]
 
 
 def validate_dataframe(df, suite_path: Path, reports_dir: Path, *, batch_name: str, parameters: dict[str, Any],
@@ -215,8 +216,5 @@ def _run_checkpoint(gx, df, suite, spec: dict[str, Any], suite_path: Path, repor
                 failed.append({"type": cfg.type, "kwargs": dict(cfg.kwargs), "observed": res.get("observed_value"),
                                "unexpected_count": res.get("unexpected_count"),
                                "examples": _examples(res.get("partial_unexpected_list"))})
-    if report and report.startswith("file://"):
-        from urllib.parse import unquote
-
-        report = unquote(report[len("file://"):])
+    report = _file_path(report) or report
     return ValidationOutcome(suite=suite.name, success=bool(result.success), report_path=report, evaluated=evaluated, failed=failed)
