@@ -51,6 +51,7 @@ def check_features_verdict(settings, ds: str, preds, manifest: dict) -> None:
 
 
 def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepResult:
+    from jobcast.archive import archive_inputs
     from jobcast.publish.store import BatchInfo, publish
 
     settings = ctx.settings
@@ -73,11 +74,16 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
     manifest = read_manifest(preds)
     check_features_verdict(settings, ctx.ds, preds, manifest)
     with timed_step("publish", ctx, task) as res:
+        # The day's raw snapshots and the model go to the DVC remote first: a live batch can always be rebuilt
+        # (`jobcast reproduce`). A remote that cannot be reached fails the publish (retried as transient).
+        lineage = {"code": manifest.get("code_version"), "features_version": manifest.get("features_version"),
+                   "params": manifest.get("params"),
+                   **archive_inputs(settings, task, ctx.ds, manifest.get("model_version", "unknown"))}
         out = publish(
             lambda: connect(settings, application_name="jobcast-publish"), preds,
             BatchInfo(task=task, logical_date=ctx.ds, model_version=manifest.get("model_version", "unknown"),
                       data_version=version, run_id=ctx.run_id, validation_success=True,
-                      report_path=verdict.get("report_path")),
+                      report_path=verdict.get("report_path"), lineage=lineage),
             force=force, keep=settings.param_number("publish.keep_batches", int),
         )
         log.info("%s batch %s for %s: %s", task, out["batch_id"], ctx.ds, out["message"])

@@ -130,6 +130,8 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
                 "task": task, "logical_date": ctx.ds, "rows": n, "model_version": meta["version"],
                 "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),
                 "scoring_code": code, "feature_hash": FEATURE_HASH,
+                # What `jobcast reproduce` needs besides the inputs (publish copies it into the batch's lineage).
+                "code_version": registry.code_version(settings.root), "params": settings.params,
                 "carried": n_carried, "rescored": n - n_carried, "carried_from": prev.name[3:] if prev is not None else None,
                 **declared.manifest_extras(model),
             })

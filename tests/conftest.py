@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,8 @@ os.environ.setdefault("JOBCAST_SPARK_MASTER", "local[2]")
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["JOBCAST_SPARK_CONF"] = "spark.sql.shuffle.partitions=2"
+# publish archives each batch's inputs to a DVC remote (jobcast.archive): never the checkout's dvc-storage/.
+os.environ.setdefault("JOBCAST_DVC_REMOTE", tempfile.mkdtemp(prefix="jobcast-test-dvc-remote-"))
 
 
 # Headless Chromium as root on a closed network (background networking off: its lookups are refused anyway).

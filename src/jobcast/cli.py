@@ -199,6 +199,19 @@ def cmd_batches(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from pathlib import Path
+
+    from jobs.reproduce import report, run
+
+    out = run(_settings(), args.batch_id, workdir=Path(args.workdir) if args.workdir else None, keep=args.keep)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(report(out))
+    return 0 if out["identical"] else 1
+
+
 def cmd_models(args) -> int:
     from jobcast.models import registry
 
@@ -334,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--task", choices=names)
     b.add_argument("--limit", type=int, default=20)
     b.set_defaults(fn=cmd_batches)
+
+    rp = sub.add_parser("reproduce", help="rebuild a published batch from its lineage (code commit, model, raw snapshots "
+                                          "from the DVC remote) and diff it against the published rows; exit 1 if they differ")
+    rp.add_argument("batch_id", type=int, help="predictions.batches.batch_id (`jobcast batches`)")
+    rp.add_argument("--workdir", help="scratch directory (default .jobcast/reproduce/batch-N; emptied first)")
+    rp.add_argument("--keep", action="store_true", help="keep the scratch directory when the rows are identical")
+    rp.add_argument("--json", action="store_true", help="the comparison as JSON")
+    rp.set_defaults(fn=cmd_reproduce)
 
     af = sub.add_parser("airflow", help="the airflow CLI on the project-local Airflow, e.g. `jobcast airflow dags test jobcast_daily 2026-10-30`")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)

@@ -18,6 +18,7 @@ their next statement afresh and never hold it up.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class BatchInfo:
     run_id: str | None
     validation_success: bool | None
     report_path: str | None
+    lineage: dict | None = None  # what it was made from (jobcast.archive, migration 0007): reproduce reads it
 
 
 class _ArrowCsvStream(io.RawIOBase):
@@ -145,10 +147,10 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             _cleanup_abandoned(cur, info.task)
             cur.execute(
                 """insert into predictions.batches (task, logical_date, model_version, data_version, status,
-                       validation_success, report_path, run_id)
-                   values (%s, %s, %s, %s, 'loading', %s, %s, %s) returning batch_id""",
+                       validation_success, report_path, run_id, lineage)
+                   values (%s, %s, %s, %s, 'loading', %s, %s, %s, %s) returning batch_id""",
                 (info.task, info.logical_date, info.model_version, info.data_version, info.validation_success,
-                 info.report_path, info.run_id),
+                 info.report_path, info.run_id, None if info.lineage is None else json.dumps(info.lineage)),
             )
             batch_id = cur.fetchone()[0]
             part = sql.Identifier(SCHEMA, f"{table}_b{batch_id}")
