@@ -97,6 +97,7 @@ def run(ctx: RunContext, *, task: str = "salary", force: bool = False) -> StepRe
             out.setdefault("warnings", []).append(f"receipt not written: {exc}")
         res.rows = out["rows"]
         res.metrics.update(warnings=out.get("warnings", []))
-        res.ids.update(batch_id=out["batch_id"], status=out["status"], live_batch_id=out["live_batch_id"])
+        res.ids.update(batch_id=out["batch_id"], status=out["status"], live_batch_id=out["live_batch_id"],
+                       model_version=manifest.get("model_version"))
         res.metrics.update(swap_seconds=out["swap_seconds"])
     return res

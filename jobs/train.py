@@ -268,7 +268,7 @@ def gate(ctx: RunContext, task: str, version: str, holdout: pd.DataFrame, metric
 
 def _write_metrics(settings, task: str, version: str, metrics: dict, promoted: bool, reason: str) -> None:
     """DVC metrics of the last training run: the scalars (curves and matrices are in the model's metadata)."""
-    out = settings.metrics_dir / f"train_{task}.json"
+    out = settings.metrics_dir / "train" / f"{task}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     out.write_text(json.dumps({"version": version, "promoted": promoted, **scalars}, indent=2), encoding="utf-8")

@@ -10,7 +10,7 @@ OpenLineage provider turns into datasets: files as `file:///abs/path` (common-io
 - features: raw/*/dt=D -> features/dt=D;  window: raw/* and features/* of the window's days
 - train: features/dt=D-27..D -> models/<task>/<version> (a promotion is also an Airflow asset event)
 - score: features/dt=D and the model version -> predictions/<task>/dt=D
-- publish: predictions/<task>/dt=D -> the view predictions.<view> (its batch id in the asset's extra)
+- publish: predictions/<task>/dt=D (and the raw/*/dt=D and model it archives) -> the view predictions.<view>
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ def step_lineage(settings: Settings, result: dict[str, Any]) -> tuple[list[str],
     elif step == "publish":
         from jobcast.tasks import get
 
-        inputs = [file_uri(partition(data, "predictions", task, date=ds))]
+        # It also reads the day's snapshots and the model, to archive them in the DVC remote (jobcast.archive).
+        inputs = [file_uri(partition(data, "predictions", task, date=ds)), *day_raw]
+        if ids.get("model_version"):
+            inputs.append(file_uri(settings.models_dir / task / ids["model_version"]))
         outputs = [table_uri(settings, "predictions", get(task).view)]
     return [u for u in inputs if u], outputs

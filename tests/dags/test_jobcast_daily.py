@@ -162,7 +162,9 @@ def check_lineage(home: Path, settings, salary_model: str) -> None:
         assert f"{data}/features/{day}" in datasets(f"jobcast_daily.score_{task}", "inputs")
         assert datasets(f"jobcast_daily.score_{task}", "outputs") == [f"{data}/predictions/{task}/{day}"]
         assert datasets(f"jobcast_daily.validate_{task}", "inputs") == [f"{data}/predictions/{task}/{day}"]
-        assert datasets(f"jobcast_daily.publish_{task}", "inputs") == [f"{data}/predictions/{task}/{day}"]
+        inputs = datasets(f"jobcast_daily.publish_{task}", "inputs")  # the batch, and what it archives for reproduce
+        assert inputs[0] == f"{data}/predictions/{task}/{day}" and f"{data}/raw/job_postings/{day}" in inputs
+        assert any(n.startswith(f"{models}/{task}/") for n in inputs)
         published = done[f"jobcast_daily.publish_{task}"]["outputs"]
         assert [d["namespace"].split("://")[0] for d in published] == ["postgres"]
         assert published[0]["name"].endswith(f"predictions.{get(task).view}")
