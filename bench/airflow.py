@@ -125,6 +125,7 @@ def main() -> int:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "JOBCAST_"))}
     base.update(JOBCAST_HOME=str(ROOT), JOBCAST_DATABASE_URL=f"{server}/{bench_db}", JOBCAST_DATA_DIR=str(tmp / "data"),
                 JOBCAST_REPORTS_DIR=str(tmp / "reports"), JOBCAST_STATE_DIR=str(tmp / "state"),
+                JOBCAST_DVC_REMOTE=str(tmp / "dvc-remote"),  # publish archives there, not in the checkout's remote
                 JOBCAST_MODELS_DIR=str(settings.models_dir), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     for k in ("JOBCAST_SPARK_MASTER", "JOBCAST_SPARK_CONF", "JOBCAST_PARAMS_OVERRIDE"):
         if k in os.environ:

@@ -57,6 +57,7 @@ ENV = {
     "JOBCAST_HOME": str(ROOT),
     "JOBCAST_DATA_DIR": str(HOME / "data"), "JOBCAST_MODELS_DIR": str(HOME / "models"),
     "JOBCAST_REPORTS_DIR": str(HOME / "reports"), "JOBCAST_STATE_DIR": str(HOME / "state"),
+    "JOBCAST_DVC_REMOTE": str(HOME / "dvc-remote"),
     "JOBCAST_PARAMS_OVERRIDE": str(ROOT / "tests" / "params-small.yaml"),
     "JOBCAST_SPARK_MASTER": "local[2]", "JOBCAST_SPARK_CONF": "spark.sql.shuffle.partitions=2",
     "GX_ANALYTICS_ENABLED": "False", "DVC_NO_ANALYTICS": "1",

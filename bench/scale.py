@@ -59,6 +59,7 @@ def env_for(home: Path) -> dict:
         **os.environ, "JOBCAST_HOME": str(ROOT),
         "JOBCAST_DATA_DIR": str(home / "data"), "JOBCAST_MODELS_DIR": str(home / "models"),
         "JOBCAST_REPORTS_DIR": str(home / "reports"), "JOBCAST_STATE_DIR": str(home / "state"),
+        "JOBCAST_DVC_REMOTE": str(home / "dvc-remote"),
         "GX_ANALYTICS_ENABLED": "False", "DVC_NO_ANALYTICS": "1",
     }
     env.pop("JOBCAST_PARAMS_OVERRIDE", None)  # the embedded defaults, as a user runs them
