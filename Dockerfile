@@ -9,6 +9,8 @@ COPY src ./src
 COPY jobs ./jobs
 RUN UV_PYTHON_DOWNLOADS=never uv sync --frozen --no-dev --python /usr/local/bin/python3.11
 COPY . .
+ARG JOBCAST_CODE_VERSION=unknown
+ENV JOBCAST_CODE_VERSION=$JOBCAST_CODE_VERSION
 ENV PATH=/opt/jobcast/.venv/bin:/opt/jobcast/.venv/lib/python3.11/site-packages/pyspark/bin:$PATH \
     SPARK_HOME=/opt/jobcast/.venv/lib/python3.11/site-packages/pyspark \
     JOBCAST_HOME=/opt/jobcast \

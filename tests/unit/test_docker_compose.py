@@ -27,7 +27,8 @@ def test_compose_defines_the_database_and_every_airflow_service():
     for name, svc in COMPOSE["services"].items():
         assert "image" in svc, name
         if name != "postgres":
-            assert svc["build"] == "." and svc["image"] == "jobcast:latest", name  # one image of the project
+            assert svc["build"]["context"] == "." and svc["image"] == "jobcast:latest", name  # one image of the project
+            assert "JOBCAST_CODE_VERSION" in svc["build"]["args"], name  # the commit its batches record
     assert (REPO / "Dockerfile").is_file()
     # Airflow's tasks are clients of the one Spark Connect server, through the spark_connect connection
     import json

@@ -93,6 +93,10 @@ def set_champion(settings: Settings, task: str, version: str, reason: str) -> No
 
 
 def code_version(root: Path) -> str:
+    """The git commit of the code (12 hex digits, "-dirty" with uncommitted changes to tracked files), or
+    JOBCAST_CODE_VERSION when set (an image has no .git: its build sets it), or "unknown"."""
+    if os.environ.get("JOBCAST_CODE_VERSION"):
+        return os.environ["JOBCAST_CODE_VERSION"]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
