@@ -85,14 +85,17 @@ def rebuild(settings, rec: dict[str, Any], scratch: Path, echo: Callable[[str], 
            "JOBCAST_DATA_DIR": str(inputs / "data"), "JOBCAST_MODELS_DIR": str(inputs / "models"),
            "JOBCAST_REPORTS_DIR": str(scratch / "reports"), "JOBCAST_STATE_DIR": str(scratch / "state"),
            "JOBCAST_PARAMS_OVERRIDE": str(params)}
-    for args in (["features", "--date", ds, "--force"],
-                 ["score", "--task", task, "--date", ds, "--full", "--model-version", version]):
+    steps = [["features", "--date", ds, "--force"], ["score", "--task", task, "--date", ds, "--full", "--model-version", version]]
+    for args in steps:
         echo(f"{commit}: jobcast {' '.join(args)}")
-        proc = subprocess.run([sys.executable, "-m", "jobcast.cli", *args], cwd=code_dir, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            raise InputDataError(f"rebuilding batch of {task} {ds}: `jobcast {' '.join(args)}` at {commit} failed "
-                                 f"(exit {proc.returncode}); scratch kept in {scratch}:\n{tail}")
+    # That commit's own CLI (its main(argv)), both steps in one process: one JVM, not one per step.
+    script = ("import sys\nfrom jobcast.cli import main\nfor args in %r:\n    rc = main(args)\n    if rc:\n"
+              "        print('failed: jobcast ' + ' '.join(args), file=sys.stderr)\n        sys.exit(rc)\n") % (steps,)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=code_dir, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise InputDataError(f"rebuilding batch of {task} {ds} at {commit} failed (exit {proc.returncode}); "
+                             f"scratch kept in {scratch}:\n{tail}")
     return inputs / "data" / "predictions" / task / f"dt={ds}"
 
 

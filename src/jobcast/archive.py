@@ -119,6 +119,8 @@ def pull(settings, entries: dict[str, dict[str, Any]], dest: Path) -> None:
 def _record(settings, kind: str, key: str, src: Path) -> dict[str, Any]:
     """Push src once: a record (data_dir/archive/<kind>/<key>.json) remembers its DVC entry for as long as src's
     content and the remote are the same, so a retry or the next task of the same day uploads nothing."""
+    if not src.is_dir():
+        raise InputDataError(f"{src}: missing; the batch names it as an input, so it must be archived before publish")
     rec_path = settings.data_dir / "archive" / kind / f"{key}.json"
     content, url = dir_hash(src), remote(settings)["url"]
     if rec_path.is_file():

@@ -128,8 +128,8 @@ def test_a_task_declared_in_one_module_runs_train_score_validate_publish(champio
     assert meta["params"]["num_leaves"] == 7  # the declaration's default params (params.yaml has no train.disclosure)
     assert 0 < meta["metrics"]["logloss"] < 1 and meta["metrics"]["baseline_logloss"] > 0  # its own metrics and baseline
     # Its DVC metrics follow the run's directories: never into the checkout's metrics/.
-    assert (settings.metrics_dir / "train_disclosure.json").is_file() and settings.metrics_dir != REPO / "metrics"
-    assert not (REPO / "metrics" / "train_disclosure.json").exists()
+    assert (settings.metrics_dir / "train" / "disclosure.json").is_file() and settings.metrics_dir != REPO / "metrics"
+    assert not (REPO / "metrics" / "train" / "disclosure.json").exists()
 
     scored = score.run(ctx, task="disclosure")  # Spark's Python workers get the declaration by value
     validate.run(ctx, layer="features")

@@ -172,8 +172,13 @@ def test_category_and_cvr_batches_pass_their_gates_and_publish(settings, conn):
     from jobs.validate import validate_predictions, write_verdict
 
     ctx = make_ctx(settings, DATE)
-    # Upstream, the features gate passed on the features these batches name ("f"): publish requires it.
+    # Upstream, the features gate passed on the features these batches name ("f"): publish requires it. And it
+    # archives what a batch was made from (jobcast.archive): the day's raw snapshot and the model version.
     write_verdict(settings, "features", DATE, {"subject": "features", "success": True, "content_version": "f"})
+    for d in (settings.data_dir / "raw" / "job_postings" / f"dt={DATE}", settings.models_dir / "category" / "c1",
+              settings.models_dir / "cvr" / "v1"):
+        d.mkdir(parents=True)
+        (d / "part-0").write_text(str(d))
     write_category_batch(predictions_dir(settings, "category"), list(range(1, 51)))
     write_cvr_batch(predictions_dir(settings, "cvr"), list(range(1, 51)))
     for task in ("category", "cvr"):
@@ -181,6 +186,8 @@ def test_category_and_cvr_batches_pass_their_gates_and_publish(settings, conn):
         assert verdict["success"] and verdict["suite"] == f"predictions_{task}" and verdict["evaluated"] >= 6
         res = publish_step.run(ctx, task=task)
         assert res.ids["status"] == "published" and res.rows == 50
+    lineage = fetch(conn, "select lineage from predictions.batches where task = 'cvr'")[0][0]
+    assert lineage["model"]["path"] == "cvr/v1" and lineage["raw"]["job_postings"]["nfiles"] == 1
     assert fetch(conn, "select count(*) from predictions.job_category where top3 -> 0 ->> 'category' = category") == [(50,)]
     assert fetch(conn, "select count(*), min(model_version) from predictions.job_cvr") == [(50, "v1")]
 
