@@ -53,11 +53,10 @@ def remote(settings) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _scratch_repo(settings, where: Path | None = None) -> Iterator[Any]:
-    """A throwaway no-SCM DVC repo whose default remote is the project's (credentials included: same section)."""
+def _scratch_repo(settings, section: dict[str, Any], where: Path | None = None) -> Iterator[Any]:
+    """A throwaway no-SCM DVC repo whose default remote is `section` (the project's: credentials included)."""
     from dvc.repo import Repo
 
-    section = remote(settings)
     base = where or settings.state_dir / "tmp"
     base.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="dvc-", dir=base)) if where is None else where
@@ -81,17 +80,17 @@ def _scratch_repo(settings, where: Path | None = None) -> Iterator[Any]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def push(settings, src: Path) -> dict[str, Any]:
+def push(settings, src: Path, section: dict[str, Any]) -> dict[str, Any]:
     """Upload a directory to the remote (files already there are skipped); returns its DVC entry."""
     import yaml
 
-    with _scratch_repo(settings) as repo:
+    with _scratch_repo(settings, section) as repo:
         out = Path(repo.root_dir) / "item"
         try:
             repo.add(str(src), to_remote=True, out=str(out), remote="archive")
         except Exception as exc:  # DVC's errors are many classes; one line with the remote and the source. An
             # unreachable remote is the likely cause: retried like a lost database connection.
-            raise TransientError(f"archiving {src} to the DVC remote {remote(settings)['url']} failed: {exc}") from exc
+            raise TransientError(f"archiving {src} to the DVC remote {section['url']} failed: {exc}") from exc
         entry = yaml.safe_load(out.with_suffix(".dvc").read_text())["outs"][0]
     return {k: entry[k] for k in ENTRY_KEYS if k in entry}
 
@@ -101,7 +100,8 @@ def pull(settings, entries: dict[str, dict[str, Any]], dest: Path) -> None:
     import yaml
 
     dest.mkdir(parents=True, exist_ok=True)
-    with _scratch_repo(settings, where=dest) as repo:
+    section = remote(settings)
+    with _scratch_repo(settings, section, where=dest) as repo:
         targets = []
         for rel, entry in entries.items():
             out = dest / rel
@@ -112,22 +112,22 @@ def pull(settings, entries: dict[str, dict[str, Any]], dest: Path) -> None:
         try:
             repo.pull(targets=targets, remote="archive")
         except Exception as exc:
-            raise InputDataError(f"pulling {', '.join(entries)} from the DVC remote {remote(settings)['url']} failed: {exc}; "
+            raise InputDataError(f"pulling {', '.join(entries)} from the DVC remote {section['url']} failed: {exc}; "
                                  "is this the remote the batch was archived to (JOBCAST_DVC_REMOTE, `dvc remote list`)?") from exc
 
 
-def _record(settings, kind: str, key: str, src: Path) -> dict[str, Any]:
+def _record(settings, section: dict[str, Any], kind: str, key: str, src: Path) -> dict[str, Any]:
     """Push src once: a record (data_dir/archive/<kind>/<key>.json) remembers its DVC entry for as long as src's
     content and the remote are the same, so a retry or the next task of the same day uploads nothing."""
     if not src.is_dir():
         raise InputDataError(f"{src}: missing; the batch names it as an input, so it must be archived before publish")
     rec_path = settings.data_dir / "archive" / kind / f"{key}.json"
-    content, url = dir_hash(src), remote(settings)["url"]
+    content, url = dir_hash(src), section["url"]
     if rec_path.is_file():
         rec = json.loads(rec_path.read_text())
         if rec.get("content") == content and rec.get("remote") == url:
             return rec["dvc"]
-    entry = push(settings, src)
+    entry = push(settings, src, section)
     rec_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = rec_path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"content": content, "remote": url, "dvc": entry,
@@ -152,8 +152,9 @@ def archive_inputs(settings, task: str, ds: str, model_version: str) -> dict[str
     if not raw:
         raise InputDataError(f"{settings.data_dir / 'raw'}: no snapshot for {ds}; run `jobcast extract --date {ds}` first")
     model_dir = registry.version_dir(settings, task, model_version)
+    section = remote(settings)
     return {
-        "remote": remote(settings)["url"],
-        "raw": {t: {"path": f"raw/{t}/dt={ds}", **_record(settings, f"raw/{t}", f"dt={ds}", p)} for t, p in raw.items()},
-        "model": {"path": f"{task}/{model_version}", **_record(settings, f"models/{task}", model_version, model_dir)},
+        "remote": section["url"],
+        "raw": {t: {"path": f"raw/{t}/dt={ds}", **_record(settings, section, f"raw/{t}", f"dt={ds}", p)} for t, p in raw.items()},
+        "model": {"path": f"{task}/{model_version}", **_record(settings, section, f"models/{task}", model_version, model_dir)},
     }
