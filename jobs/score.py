@@ -100,18 +100,19 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
         out_schema = f"{declared.spark_schema}, {FEATURE_HASH} bigint"
         outputs = list(declared.columns[1:])  # after job_id: the outputs and the reasons
         prev = None if full else previous_partition(settings, task, ctx.ds, meta["version"], code)
-        carried, n_rescored, joined = None, None, None
+        carried, n_same, unchanged = None, None, None
         if prev is not None:
-            # Compare on (job_id, hash) only: the text terms never go through the join's shuffle. The changed
-            # ids (a few percent on a normal day) are broadcast to pick the rows to score.
-            old = spark.read.parquet(str(prev)).select("job_id", F.col(FEATURE_HASH).alias("_jc_prev_hash"),
-                                                       *(F.col(c).alias(f"_jc_prev_{c}") for c in outputs))
-            joined = df.select("job_id", feature_hash.alias(FEATURE_HASH)).join(old, "job_id", "left").persist()
-            same = F.col("_jc_prev_hash") == F.col(FEATURE_HASH)
-            carried = joined.where(same).select("job_id", *(F.col(f"_jc_prev_{c}").alias(c) for c in outputs), FEATURE_HASH)
-            changed = joined.where(F.col("_jc_prev_hash").isNull() | ~same).select("job_id")
-            n_rescored = changed.count()
-            rows = rows.join(F.broadcast(changed), "job_id", "left_semi")
+            # Compare on (job_id, hash) only, two narrow columns: neither the text terms nor the previous outputs
+            # (the reasons are most of a row's bytes) go through a shuffle. The unchanged ids are collected once
+            # (persisted: a few MB at 1M postings) and broadcast twice: to carry the previous rows as they are
+            # read, and to leave the rest (a few percent on a normal day) to score.
+            today = df.select("job_id", feature_hash.alias(FEATURE_HASH))
+            before = spark.read.parquet(str(prev)).select("job_id", FEATURE_HASH)
+            unchanged = today.join(before, ["job_id", FEATURE_HASH], "left_semi").select("job_id").persist()
+            n_same = unchanged.count()
+            carried = spark.read.parquet(str(prev)).select("job_id", *outputs, FEATURE_HASH).join(
+                F.broadcast(unchanged), "job_id", "left_semi")
+            rows = rows.join(F.broadcast(unchanged), "job_id", "left_anti")
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
         scored = rows.mapInPandas(score_batches(declared, str(model_dir.resolve()), reasons), out_schema)
         if carried is not None:
@@ -121,11 +122,11 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
             try:
                 scored.write.parquet(str(tmp))
             finally:
-                if joined is not None:
-                    joined.unpersist()
+                if unchanged is not None:
+                    unchanged.unpersist()
             tidy_spark_output(tmp)
             n = parquet_rows(tmp)
-            n_carried = n - n_rescored if n_rescored is not None else 0
+            n_carried = n_same or 0
             write_manifest(tmp, {
                 "task": task, "logical_date": ctx.ds, "rows": n, "model_version": meta["version"],
                 "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),

@@ -69,7 +69,7 @@ def _scratch_repo(settings, section: dict[str, Any], where: Path | None = None) 
                 repo = Repo.init(str(root), no_scm=True, force=True)
         finally:
             quiet.setLevel(level)
-        with repo.config.edit() as cfg:
+        with repo.config.edit("local") as cfg:  # .dvc/config.local: the section may hold credentials
             cfg["remote"]["archive"] = section
             cfg["core"]["remote"] = "archive"
             cfg["core"]["analytics"] = False
