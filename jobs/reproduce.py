@@ -23,14 +23,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from jobcast import archive
-from jobcast.db.conn import connect
+from jobcast.db.conn import transaction
 from jobcast.errors import InputDataError
 from jobcast.tasks import get as get_task
 
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def batch_record(settings, batch_id: int) -> dict[str, Any]:
-    with closing(connect(settings, application_name="jobcast-reproduce")) as conn, conn, conn.cursor() as cur:
+    with transaction(settings, application_name="jobcast-reproduce") as conn, conn.cursor() as cur:
         cur.execute("select task, logical_date::text, model_version, status, lineage from predictions.batches "
                     "where batch_id = %s", (batch_id,))
         row = cur.fetchone()
@@ -104,14 +103,14 @@ def diff(settings, batch_id: int, task: str, rebuilt: Path) -> dict[str, Any]:
     types and rounding): row counts, rows that differ, and the largest difference (numeric columns by size)."""
     from psycopg2 import sql
 
-    from jobcast.publish.store import SCHEMA, _ArrowCsvStream, _csv_chunks
+    from jobcast.publish.store import SCHEMA, copy_parquet
 
     decl = get_task(task)
     table, columns = decl.table, decl.columns
     values = [c for c in columns if c != "job_id"]
     numeric = [c for c in values if decl.outputs.get(c) in ("double", "float", "long", "int")]
-    # One transaction (psycopg2's `with conn`): the temporary table drops at its commit; closing() ends the session.
-    with closing(connect(settings, application_name="jobcast-reproduce")) as conn, conn, conn.cursor() as cur:
+    # One transaction: the temporary table drops at its commit.
+    with transaction(settings, application_name="jobcast-reproduce") as conn, conn.cursor() as cur:
         conn.set_client_encoding("UTF8")
         cur.execute(sql.SQL("select count(*) from {} where batch_id = %s").format(sql.Identifier(SCHEMA, table)), (batch_id,))
         published = cur.fetchone()[0]
@@ -120,9 +119,7 @@ def diff(settings, batch_id: int, task: str, rebuilt: Path) -> dict[str, Any]:
                                  "publish.keep_batches others); nothing to compare the rebuilt rows with")
         cur.execute(sql.SQL("create temp table jc_rebuilt (like {} including defaults) on commit drop").format(
             sql.Identifier(SCHEMA, table)))
-        cur.copy_expert(sql.SQL("copy jc_rebuilt ({}) from stdin with (format csv)").format(
-            sql.SQL(", ").join(map(sql.Identifier, ("batch_id", *columns)))).as_string(conn),
-            _ArrowCsvStream(_csv_chunks(rebuilt, columns, batch_id, 100_000)), size=1 << 20)
+        copy_parquet(cur, sql.Identifier("jc_rebuilt"), rebuilt, columns, batch_id)
         differs = sql.SQL(" or ").join(sql.SQL("p.{c} is distinct from r.{c}").format(c=sql.Identifier(c)) for c in values)
         cur.execute(sql.SQL("""
             select count(*) filter (where r.job_id is null), count(*) filter (where p.job_id is null),

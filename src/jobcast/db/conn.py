@@ -29,9 +29,9 @@ def connect(settings: Settings, *, application_name: str = "jobcast"):
 
 
 @contextmanager
-def transaction(settings: Settings) -> Iterator:
-    """A connection whose work commits on success and rolls back on any error."""
-    conn = connect(settings)
+def transaction(settings: Settings, *, application_name: str = "jobcast") -> Iterator:
+    """A connection whose work commits on success and rolls back on any error, closed either way."""
+    conn = connect(settings, application_name=application_name)
     try:
         with conn:
             yield conn

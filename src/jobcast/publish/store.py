@@ -93,6 +93,16 @@ def _csv_chunks(parquet_dir: Path, columns: tuple[str, ...], batch_id: int, chun
             yield buf.getvalue()
 
 
+def copy_parquet(cur, table, parquet_dir: Path, columns: tuple[str, ...], batch_id: int, chunk_rows: int = 100_000) -> None:
+    """COPY a predictions partition's rows into `table` (a psycopg2.sql identifier) as (batch_id, *columns),
+    streamed as CSV chunk by chunk: the one way rows reach the database (publish; reproduce's comparison)."""
+    sql = _sql()
+    copy = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, ("batch_id", *columns))))
+    cur.copy_expert(copy.as_string(cur.connection), _ArrowCsvStream(_csv_chunks(parquet_dir, columns, batch_id, chunk_rows)),
+                    size=1 << 20)
+
+
 def check_columns(parquet_dir: Path, task: str) -> int:
     """Refuse a batch whose files lack the task's columns (or have none); returns the row count."""
     columns = spec(task).columns
@@ -166,11 +176,8 @@ def publish(conn_factory, parquet_dir: Path, info: BatchInfo, *, force: bool = F
             cur.execute(sql.SQL("create table {} (like {} including defaults including constraints)").format(part, parent))
             cur.execute(sql.SQL("alter table {} {}").format(part, sql.SQL(", ").join(
                 sql.SQL("alter column {} set not null").format(sql.Identifier(c)) for c in columns)))
-            copy = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
-                part, sql.SQL(", ").join(map(sql.Identifier, ("batch_id", *columns))))
             try:
-                cur.copy_expert(copy.as_string(conn), _ArrowCsvStream(_csv_chunks(parquet_dir, columns, batch_id, chunk_rows)),
-                                size=1 << 20)
+                copy_parquet(cur, part, parquet_dir, columns, batch_id, chunk_rows)
             except pgerr.NotNullViolation as exc:
                 raise PublishError(f"{parquet_dir}: null prediction values ({exc.diag.message_primary}); "
                                    "expected every column filled") from exc
