@@ -41,7 +41,7 @@ def test_a_batch_published_several_runs_ago_is_rebuilt_identical_in_a_fresh_clon
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_")}
     env.update(JOBCAST_DATABASE_URL=db_url, JOBCAST_DVC_REMOTE=str(remote), JOBCAST_SPARK_MASTER="local[2]",
                JOBCAST_SPARK_CONF=os.environ["JOBCAST_SPARK_CONF"])
-    # The pipeline's outputs have no dvc.lock in a fresh clone (docs/reproducing.md): --allow-missing says so
+    # The pipeline's outputs have no dvc.lock in a fresh clone (README, "Reproducing a batch"): --allow-missing says so
     # without failing; the batch's own inputs come by its lineage.
     pull = subprocess.run([str(BIN / "dvc"), "pull", "--allow-missing"], cwd=clone, env=env, capture_output=True, text=True)
     assert pull.returncode == 0, pull.stdout + pull.stderr
