@@ -77,11 +77,13 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def dir_hash(directory: Path) -> str:
-    """md5 over (relative path, file md5) of the data files: stable across re-runs that produce the same data."""
+    """md5 over (relative path, file md5) of the data files: stable across re-runs that produce the same data.
+    Files are streamed (hashlib.file_digest), so memory stays flat whatever the size of a part file."""
     h = hashlib.md5()
     for f in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
         h.update(str(f.relative_to(directory)).encode())
-        h.update(hashlib.md5(f.read_bytes()).hexdigest().encode())
+        with f.open("rb") as fh:
+            h.update(hashlib.file_digest(fh, "md5").hexdigest().encode())
     return h.hexdigest()
 
 
