@@ -100,33 +100,35 @@ def run(ctx: RunContext, *, task: str = "salary", model_version: str | None = No
         out_schema = f"{declared.spark_schema}, {FEATURE_HASH} bigint"
         outputs = list(declared.columns[1:])  # after job_id: the outputs and the reasons
         prev = None if full else previous_partition(settings, task, ctx.ds, meta["version"], code)
-        carried, n_same, unchanged = None, None, None
         if prev is not None:
-            # Compare on (job_id, hash) only, two narrow columns: neither the text terms nor the previous outputs
-            # (the reasons are most of a row's bytes) go through a shuffle. The unchanged ids are collected once
-            # (persisted: a few MB at 1M postings) and broadcast twice: to carry the previous rows as they are
-            # read, and to leave the rest (a few percent on a normal day) to score.
-            today = df.select("job_id", feature_hash.alias(FEATURE_HASH))
+            # One scan of the features: each row's hash against the previous partition's (job_id, hash), two
+            # narrow columns broadcast (16 bytes a posting), leaves the new and changed rows to score.
             before = spark.read.parquet(str(prev)).select("job_id", FEATURE_HASH)
-            unchanged = today.join(before, ["job_id", FEATURE_HASH], "left_semi").select("job_id").persist()
-            n_same = unchanged.count()
-            carried = spark.read.parquet(str(prev)).select("job_id", *outputs, FEATURE_HASH).join(
-                F.broadcast(unchanged), "job_id", "left_semi")
-            rows = rows.join(F.broadcast(unchanged), "job_id", "left_anti")
+            rows = rows.join(F.broadcast(before), ["job_id", FEATURE_HASH], "left_anti")
         # Absolute path: cluster workers must see the same models dir (shared volume) or use spark-submit --files.
         scored = rows.mapInPandas(score_batches(declared, str(model_dir.resolve()), reasons), out_schema)
-        if carried is not None:
-            scored = scored.unionByName(carried)
+        kept = None
+        if prev is not None:
+            # Scored once and kept (a few percent of the postings on a normal day). The previous rows are carried
+            # for the postings still open and not rescored, matched on job_id against two broadcasts: today's ids
+            # (one narrow column) and the rescored ids. So the features are scanned whole once, not twice, and the
+            # previous outputs (the reasons are most of their bytes) are read once and never shuffled.
+            kept = scored.persist()
+            carried = (spark.read.parquet(str(prev)).select("job_id", *outputs, FEATURE_HASH)
+                       .join(F.broadcast(df.select("job_id")), "job_id", "left_semi")
+                       .join(F.broadcast(kept.select("job_id")), "job_id", "left_anti"))
+            scored = kept.unionByName(carried)
         final = partition(settings.data_dir, "predictions", task, date=ctx.ds)
         with atomic_dir(final) as tmp:
             try:
+                n_rescored = kept.count() if kept is not None else None  # scores the changed rows, into the cache
                 scored.write.parquet(str(tmp))
             finally:
-                if unchanged is not None:
-                    unchanged.unpersist()
+                if kept is not None:
+                    kept.unpersist()
             tidy_spark_output(tmp)
             n = parquet_rows(tmp)
-            n_carried = n_same or 0
+            n_carried = n - n_rescored if n_rescored is not None else 0
             write_manifest(tmp, {
                 "task": task, "logical_date": ctx.ds, "rows": n, "model_version": meta["version"],
                 "features_version": dir_hash(feats), "expected_rows": feat_manifest.get("rows"),
