@@ -225,7 +225,7 @@ def explain(contrib, base: np.ndarray, raw: np.ndarray, columns: list[Column], d
         parts.append((np.concatenate([[0], np.cumsum(has)]), np.full(int(has.sum()), fallback), text_rest[has]))
     keep = name >= 0
     parts.append((np.concatenate([[0], np.cumsum(np.bincount(r[keep], minlength=n))]), name[keep], c[keep]))
-    return _reasons_json(_top(parts, n, len(names.json)), names, np.asarray(raw, dtype=float),
+    return _reasons_json(_top(parts, len(names.json)), names, np.asarray(raw, dtype=float),
                          np.asarray(base, dtype=float), scale)
 
 
@@ -333,14 +333,13 @@ def _compile():
     return SimpleNamespace(term_effects=term_effects, top_by_name=top_by_name)
 
 
-def _top(parts: list, n: int, width: int, k: int = TOP) -> tuple[np.ndarray, np.ndarray]:
+def _top(parts: list, width: int, k: int = TOP) -> tuple[np.ndarray, np.ndarray]:
     """(name ids, effects), n x k each (-1: no entry), of each row's k strongest names over the parts
-    [(indptr, name ids, values)], laid end to end for one compiled pass."""
+    [(indptr, name ids, values)] (at least one; all of the same n rows), laid end to end for one compiled pass."""
     offsets = np.cumsum([0] + [len(p[1]) for p in parts])
-    indptr = np.stack([np.asarray(p[0], dtype=np.int64) + off for p, off in zip(parts, offsets)]) if parts \
-        else np.zeros((1, n + 1), dtype=np.int64)
-    names = np.concatenate([np.asarray(p[1], dtype=np.int64) for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-    values = np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts]) if parts else np.zeros(0)
+    indptr = np.stack([np.asarray(p[0], dtype=np.int64) + off for p, off in zip(parts, offsets)])
+    names = np.concatenate([np.asarray(p[1], dtype=np.int64) for p in parts])
+    values = np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts])
     return _kernels().top_by_name(indptr, names, values, width, k)
 
 
@@ -373,7 +372,7 @@ def linear_reasons(model, o: np.ndarray, counts, terms: dict[int, str], scale: s
     intercept = np.asarray(model.intercept, dtype=float)[o]
     value = intercept + np.bincount(xrow, weights=lin, minlength=n)
     term_names, _ = names.of_terms(model)
-    return _reasons_json(_top([(x.indptr, term_names[x.indices], lin)], n, len(names.json)), names, value, intercept, scale)
+    return _reasons_json(_top([(x.indptr, term_names[x.indices], lin)], len(names.json)), names, value, intercept, scale)
 
 
 def wanted_terms(text_models: dict, extra=(), per_output: int = 2000) -> list[int]:
