@@ -7,7 +7,10 @@ Runs in-process (CLI, Airflow, DVC) or under spark-submit: `spark-submit jobs/fe
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import shutil
+import uuid
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
@@ -58,20 +61,7 @@ def reusable(settings, ds: str) -> dict | None:
 
 
 def run(ctx: RunContext, *, force: bool = False) -> StepResult:
-    from jobcast.features.transforms import FEATURES_VERSION, CleanRules, clean_postings, event_features, posting_features
-
     settings = ctx.settings
-    raw = partition(settings.data_dir, "raw", "job_postings", date=ctx.ds)
-    raw_events = partition(settings.data_dir, "raw", "events", date=ctx.ds)
-    for path in (raw, raw_events):
-        if not path.is_dir():
-            raise InputDataError(f"{path}: no raw snapshot for {ctx.ds}; run `jobcast extract --date {ctx.ds}` first")
-        check_parquet(path, f"`jobcast extract --date {ctx.ds} --refresh` (re-takes the snapshot from today's tables)")
-    text = text_spec(settings)
-    rules = CleanRules(settings.param_number("clean.salary_min_plausible", float), settings.param_number("clean.salary_max_plausible", float))
-    day_start, day_end = day_bounds(ctx.logical_date, settings.param("run.timezone"))
-    smoothing = settings.param_number("features.rate_smoothing_views", float)
-
     kept_manifest = None if force else reusable(settings, ctx.ds)
     if kept_manifest is not None:
         with timed_step("features", ctx) as res:
@@ -80,41 +70,118 @@ def run(ctx: RunContext, *, force: bool = False) -> StepResult:
             res.rows = int(kept_manifest["rows"])
             res.paths["features"] = str(partition(settings.data_dir, "features", date=ctx.ds))
             res.ids["data_version"] = kept_manifest["content_version"][:12]
-            res.metrics.update({k: kept_manifest.get(k, 0) for k in ("dropped_null_title", "salary_implausible")}, reused=True)
+            res.metrics.update({k: kept_manifest.get(k, 0) for k in RULES}, reused=True)
         return res
     with timed_step("features", ctx) as res:
-        spark = ctx.spark()
-        # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread it (the
-        # text is most of the work) over every core, or 50k postings a task on a big board.
-        raw_rows = read_manifest(raw).get("rows")
-        tasks = max(parallelism(spark), int(raw_rows or 0) // 50_000 + 1)
-        postings = spark.read.parquet(str(raw)).repartition(tasks)
-        kept, touched = clean_postings(postings, rules)
-        counts = {name: df.count() for name, df in touched.items()}
-        for name, n in counts.items():
-            if n:
-                example = touched[name].select("job_id").orderBy("job_id").first()[0]
-                log.warning("%s: %d postings %s (e.g. job_id=%s); handled as documented in docs/source-contract.md",
-                            raw, n, name.replace("_", " "), example)
-        events = event_features(spark.read.parquet(str(raw_events)), kept, day_start, smoothing)
-        features = posting_features(kept, ctx.logical_date, day_end, text, events)
-        final = partition(settings.data_dir, "features", date=ctx.ds)
-        with atomic_dir(final) as tmp:
-            features.write.parquet(str(tmp))
-            tidy_spark_output(tmp)
-            n = parquet_rows(tmp)
-            write_manifest(tmp, {
-                "logical_date": ctx.ds, "rows": n, "raw_rows": raw_rows, "text": text.to_dict(),
-                "features_version": FEATURES_VERSION,
-                "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts,
-                "snapshot_mode": read_manifest(raw).get("mode", "unknown"),  # jobs/extract.py: point_in_time or not
-                "recipe": recipe(settings, ctx.ds), "content_version": dir_hash(tmp),
-            })
-        res.rows = n
-        res.paths["features"] = str(final)
-        res.ids["data_version"] = dir_hash(final)[:12]
-        res.metrics.update(counts)
+        manifest = build(ctx, [ctx.logical_date])[ctx.ds]
+        res.rows = manifest["rows"]
+        res.paths["features"] = str(partition(settings.data_dir, "features", date=ctx.ds))
+        res.ids["data_version"] = manifest["content_version"][:12]
+        res.metrics.update({k: manifest[k] for k in RULES})
     return res
+
+
+RULES = ("dropped_null_title", "salary_implausible")  # clean_postings' documented handling, counted per day
+
+
+def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
+    """The features of `days`, each from its own raw snapshot, in one Spark job; returns each day's manifest.
+
+    One job for many days (`jobcast window`) rather than one per day: a posting open on 25 days of a 28-day
+    window has its text featurised once (transforms.text_terms), and the Spark job's fixed costs are paid
+    once. Every day is written to data/features/dt=D on its own, atomically, with the same content and
+    manifest a one-day build gives (a test compares them)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    from jobcast.features.transforms import (FEATURES_VERSION, CleanRules, clean_postings, event_features,
+                                             events_for_day, posting_features, with_day)
+
+    settings = ctx.settings
+    text = text_spec(settings)
+    rules = CleanRules(settings.param_number("clean.salary_min_plausible", float), settings.param_number("clean.salary_max_plausible", float))
+    smoothing = settings.param_number("features.rate_smoothing_views", float)
+    tz = settings.param("run.timezone")
+    spark = ctx.spark()
+    days = sorted(set(days))
+    raws, snapshots, events = {}, [], []
+    for day in days:
+        ds = day.isoformat()
+        raw = partition(settings.data_dir, "raw", "job_postings", date=ds)
+        raw_events = partition(settings.data_dir, "raw", "events", date=ds)
+        for path in (raw, raw_events):
+            if not path.is_dir():
+                raise InputDataError(f"{path}: no raw snapshot for {ds}; run `jobcast extract --date {ds}` first")
+            check_parquet(path, f"`jobcast extract --date {ds} --refresh` (re-takes the snapshot from today's tables)")
+        raws[ds] = (raw, raw_events)
+        _, day_end = day_bounds(day, tz)
+        snapshots.append(with_day(spark.read.parquet(str(raw)), day, day_end))
+    raw_rows = {ds: read_manifest(raw).get("rows") for ds, (raw, _) in raws.items()}
+    postings = reduce(lambda a, b: a.unionByName(b), snapshots)
+    # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread the days
+    # (the text is most of the work) over every core, or 50k postings a task on a big board.
+    tasks = max(parallelism(spark), sum(int(n or 0) for n in raw_rows.values()) // 50_000 + 1)
+    kept, _ = clean_postings(postings.repartition(tasks), rules)
+    # The event aggregates and the rule counts read a few narrow columns of the snapshots, not the repartitioned
+    # rows (descriptions included), so Spark prunes the rest at the Parquet reader.
+    narrow, touched = clean_postings(postings, rules)
+    counts = _rule_counts(touched, raws)
+    for day in days:
+        day_start, _ = day_bounds(day, tz)
+        events.append(events_for_day(spark.read.parquet(str(raws[day.isoformat()][1])), day, day_start))
+    events = event_features(reduce(lambda a, b: a.unionByName(b), events), narrow, smoothing)
+    features = posting_features(kept, text, events, dedupe_text=len(days) > 1)
+    manifests = {}
+    staging = settings.data_dir / "features" / f".tmp-build-{uuid.uuid4().hex[:8]}"
+    try:
+        if len(days) == 1:
+            features.write.parquet(str(staging / f"{DAY_DIR}={days[0].isoformat()}"))
+        else:  # one directory per day; the day stays a column of its files, as in a one-day build
+            features.withColumn(DAY_DIR, F.col("logical_date").cast("string")).write.partitionBy(DAY_DIR).parquet(str(staging))
+        for ds, (raw, raw_events) in raws.items():
+            final = partition(settings.data_dir, "features", date=ds)
+            with atomic_dir(final) as tmp:
+                written = staging / f"{DAY_DIR}={ds}"
+                if written.is_dir():
+                    written.rename(tmp)
+                    tidy_spark_output(tmp)
+                else:  # no open posting kept that day (every title blank): an empty partition of the same schema
+                    features.where(F.lit(False)).drop(DAY_DIR).write.parquet(str(tmp))
+                    tidy_spark_output(tmp)
+                manifests[ds] = {
+                    "logical_date": ds, "rows": parquet_rows(tmp), "raw_rows": raw_rows[ds], "text": text.to_dict(),
+                    "features_version": FEATURES_VERSION,
+                    "raw_version": dir_hash(raw), "events_version": dir_hash(raw_events), **counts[ds],
+                    "snapshot_mode": read_manifest(raw).get("mode", "unknown"),  # jobs/extract.py: point_in_time or not
+                    "recipe": recipe(settings, ds), "content_version": dir_hash(tmp),
+                }
+                write_manifest(tmp, manifests[ds])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifests
+
+
+DAY_DIR = "_jc_dt"  # the staging directories of a many-day build (the files keep logical_date as a column)
+
+
+def _rule_counts(touched: dict, raws: dict) -> dict[str, dict[str, int]]:
+    """Per day, how many postings each cleaning rule touched (one Spark job for every day and rule), with a
+    warning naming an example, as docs/source-contract.md documents."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    tagged = reduce(lambda a, b: a.unionByName(b), [df.select("logical_date", "job_id", F.lit(name).alias("rule"))
+                                                    for name, df in touched.items()])
+    found = tagged.groupBy("logical_date", "rule").agg(F.count("*").alias("n"), F.min("job_id").alias("example")).collect()
+    counts = {ds: dict.fromkeys(touched, 0) for ds in raws}
+    for row in sorted(found, key=lambda r: (r["logical_date"], r["rule"])):
+        ds = row["logical_date"].isoformat()
+        counts[ds][row["rule"]] = int(row["n"])
+        log.warning("%s: %d postings %s (e.g. job_id=%s); handled as documented in docs/source-contract.md",
+                    raws[ds][0], row["n"], row["rule"].replace("_", " "), row["example"])
+    return counts
 
 
 if __name__ == "__main__":  # spark-submit entry point: `spark-submit jobs/features.py --date D ...`

@@ -6,6 +6,9 @@ the params they read: jobs/features.recipe) or whose files changed are rebuilt; 
 features. Raw snapshots are never
 re-taken (jobs/extract.py: they are the day as it was); a day that has none is extracted now and recorded
 as reconstructed; `refresh=True` (--refresh) re-takes every day's snapshot on purpose.
+
+The days to build are built together, in one Spark job per features.max_days_per_job days (jobs/features.build):
+a posting open most of the window has its text featurised once, not once a day.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import datetime as dt
 import logging
 
 from jobcast.context import RunContext, StepResult, timed_step
+from jobcast.errors import ConfigError
 
 from jobs import extract, features
 
@@ -31,7 +35,7 @@ def run(ctx: RunContext, *, days: int | None = None, force: bool = False, refres
     settings = ctx.settings
     days = days or window_days(settings)
     with timed_step("window", ctx) as res:
-        built, modes = 0, {}
+        to_build, modes = [], {}
         for i in reversed(range(days)):
             day = RunContext(ctx.logical_date - dt.timedelta(days=i), settings, run_id=ctx.run_id)
             have_raw = extract.snapshot(settings, day.ds) is not None
@@ -39,10 +43,18 @@ def run(ctx: RunContext, *, days: int | None = None, force: bool = False, refres
             if refresh or not have_raw:
                 extract.run(day, refresh=refresh)
             if force or refresh or not have_raw or not have_features:
-                features.run(day, force=True)
-                built += 1
+                to_build.append(day.logical_date)
             mode = extract.snapshot(settings, day.ds)["job_postings"].get("mode", "unknown")
             modes[mode] = modes.get(mode, 0) + 1
+        # Every missing day's features in one Spark job (features.build), or a few for a long window.
+        per_job = settings.param_number("features.max_days_per_job", int)
+        if per_job < 1:
+            raise ConfigError(f"params.yaml features.max_days_per_job={per_job}: expected at least 1")
+        for k in range(0, len(to_build), per_job):
+            chunk = to_build[k:k + per_job]
+            built = features.build(ctx, chunk)
+            log.info("window: features of %d days built in one job (%s..%s, %d rows)", len(chunk), chunk[0], chunk[-1],
+                     sum(m["rows"] for m in built.values()))
         res.rows = days
-        res.metrics.update(days=days, built=built, snapshots=modes)
+        res.metrics.update(days=days, built=len(to_build), snapshots=modes)
     return res

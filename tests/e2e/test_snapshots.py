@@ -72,3 +72,24 @@ def test_the_model_records_which_window_days_were_reconstructed(settings, champi
     snaps = meta["snapshots"]
     assert sum(snaps["modes"].values()) == meta["window_days"]
     assert snaps["not_point_in_time"] and snaps["not_point_in_time"][-1] == SMALL_DATE
+
+
+def test_the_windows_one_job_build_gives_each_day_what_a_one_day_build_gives(settings, generated):
+    """`jobcast window` builds the missing days together (one Spark job, each posting's text featurised once);
+    every day's partition holds the same rows and values, and the same manifest, as `jobcast features` of that
+    day alone."""
+    from jobs import features
+
+    ctx = make_ctx(settings)
+    out = window.run(ctx, days=3)
+    assert out.metrics["built"] == 3
+    days = [(dt.date.fromisoformat(SMALL_DATE) - dt.timedelta(days=i)).isoformat() for i in range(3)]
+    together = {ds: (features_of(settings, ds), manifest(settings, "features", ds)) for ds in days}
+    for ds in days:
+        alone = features.run(make_ctx(settings, ds), force=True)
+        assert alone.metrics.get("reused") is None
+        frame, m = features_of(settings, ds), manifest(settings, "features", ds)
+        assert len(frame) > 100 and list(frame.columns) == list(together[ds][0].columns)
+        assert frame.equals(together[ds][0]), ds
+        drop = ("content_version",)  # the files' split differs, not their rows
+        assert {k: v for k, v in m.items() if k not in drop} == {k: v for k, v in together[ds][1].items() if k not in drop}

@@ -16,6 +16,8 @@ EVENT_NUMERIC = (
     *(f"{kind}_{w}d" for w in EVENT_WINDOWS for kind in ("views", "applies")),
     "job_cvr_28d", "company_cvr_28d", "category_cvr_28d",
 )
+DAY_START, DAY_END = "_jc_day_start", "_jc_day_end"  # a day's bounds (UTC), carried by its rows in a many-day build
+TEXT_INPUTS = ("job_id", "title", "description", "company_id")  # what a posting's text terms are a function of
 
 
 @dataclass(frozen=True)
@@ -51,53 +53,82 @@ def clean_postings(postings: DataFrame, rules: CleanRules) -> tuple[DataFrame, d
     return kept, touched
 
 
-def event_features(events: DataFrame, postings: DataFrame, day_start_utc: dt.datetime, smoothing: float) -> DataFrame:
-    """Per open posting: views and applies over the EVENT_WINDOWS days before the logical date, and apply rates
-    of the posting, its company and its filed category over 28 days, smoothed towards the overall rate with
-    `smoothing` pseudo-views. Only events strictly before the logical date's start count: no leakage."""
+def events_for_day(events: DataFrame, logical_date: dt.date, day_start_utc: dt.datetime) -> DataFrame:
+    """A day's events snapshot, cut to what its features may use: the events of the EVENT_WINDOWS days strictly
+    before the logical date's start (the day's own events are labels: no leakage), tagged with the day."""
     start = F.lit(day_start_utc).cast("timestamp")
-    longest = max(EVENT_WINDOWS)
-    ev = events.where((F.col("occurred_at") < start)
-                      & (F.col("occurred_at") >= start - F.expr(f"INTERVAL {longest} DAYS")))
+    return (events.where((F.col("occurred_at") < start)
+                         & (F.col("occurred_at") >= start - F.expr(f"INTERVAL {max(EVENT_WINDOWS)} DAYS")))
+            .select("job_id", "event_type", "occurred_at", F.lit(logical_date).cast("date").alias("logical_date"),
+                    start.alias(DAY_START)))
+
+
+def event_features(events: DataFrame, postings: DataFrame, smoothing: float) -> DataFrame:
+    """Per open posting and day: views and applies over the EVENT_WINDOWS days before the logical date, and
+    apply rates of the posting, its company and its filed category over 28 days, smoothed towards the day's
+    overall rate with `smoothing` pseudo-views. `events` are events_for_day's (one day's or several days'
+    together, each from its own snapshot); `postings` carry their day (with_day)."""
     aggs = []
     for w in EVENT_WINDOWS:
-        inside = F.col("occurred_at") >= start - F.expr(f"INTERVAL {w} DAYS")
+        inside = F.col("occurred_at") >= F.col(DAY_START) - F.expr(f"INTERVAL {w} DAYS")
         for kind in ("view", "apply"):
             aggs.append(F.sum(F.when(inside & (F.col("event_type") == kind), 1).otherwise(0)).cast("double")
                         .alias(f"{kind}s_{w}d".replace("applys", "applies")))
-    per_job = ev.groupBy("job_id").agg(*aggs)
+    day = ["logical_date"]
+    per_job = events.groupBy(*day, "job_id").agg(*aggs)
     counts = [c for c in EVENT_NUMERIC if "_cvr" not in c]
-    posts = postings.select("job_id", "company_id", F.coalesce(F.col("category"), F.lit("")).alias("category_key"))
-    base = posts.join(per_job, "job_id", "left").fillna(0.0, subset=counts)
-    overall = base.agg((F.sum("applies_28d") / F.greatest(F.sum("views_28d"), F.lit(1.0))).alias("rate"))
+    posts = postings.select(*day, "job_id", "company_id", F.coalesce(F.col("category"), F.lit("")).alias("category_key"))
+    base = posts.join(per_job, [*day, "job_id"], "left").fillna(0.0, subset=counts)
+    overall = base.groupBy(*day).agg((F.sum("applies_28d") / F.greatest(F.sum("views_28d"), F.lit(1.0))).alias("rate"))
     m = float(smoothing)
 
     def rate(applies, views):
         return (applies + m * F.col("rate")) / (views + m)
 
     def smoothed(key: str, name: str) -> DataFrame:
-        grouped = base.groupBy(key).agg(F.sum("views_28d").alias("v"), F.sum("applies_28d").alias("a"))
-        return grouped.crossJoin(overall).select(key, rate(F.col("a"), F.col("v")).alias(name))
+        grouped = base.groupBy(*day, key).agg(F.sum("views_28d").alias("v"), F.sum("applies_28d").alias("a"))
+        return grouped.join(F.broadcast(overall), day).select(*day, key, rate(F.col("a"), F.col("v")).alias(name))
 
-    out = (base.crossJoin(overall)
+    out = (base.join(F.broadcast(overall), day)
            .withColumn("job_cvr_28d", rate(F.col("applies_28d"), F.col("views_28d")))
-           .join(smoothed("company_id", "company_cvr_28d"), "company_id", "left")
-           .join(smoothed("category_key", "category_cvr_28d"), "category_key", "left"))
-    return out.select("job_id", *EVENT_NUMERIC)
+           .join(smoothed("company_id", "company_cvr_28d"), [*day, "company_id"], "left")
+           .join(smoothed("category_key", "category_cvr_28d"), [*day, "category_key"], "left"))
+    return out.select(*day, "job_id", *EVENT_NUMERIC)
 
 
-def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetime, text: TextSpec,
-                     events: DataFrame | None = None) -> DataFrame:
-    """One row per open posting: categorical, numeric, text-term and (given events) event features, plus labels.
+def with_day(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetime) -> DataFrame:
+    """A day's snapshot of postings with the day its features are for (logical_date) and that day's end."""
+    return (postings.withColumn("logical_date", F.lit(logical_date).cast("date"))
+            .withColumn(DAY_END, F.lit(day_end_utc).cast("timestamp")))
+
+
+def text_terms(postings: DataFrame, text: TextSpec, *, dedupe: bool) -> DataFrame:
+    """postings with TERMS. With `dedupe` (several days' snapshots of mostly the same postings), the terms are
+    computed once per distinct (job_id, title, description, company_id) and joined back (null-safe, exact): a
+    posting open 25 days of a 28-day window is featurised once, not 25 times. The hashing is the costly part
+    (bench notes in the issue); the join costs a shuffle of the rows."""
+    if not dedupe:
+        return add_text_terms(postings, text)
+    cols = list(TEXT_INPUTS)
+    terms = add_text_terms(postings.select(*cols).dropDuplicates(cols), text).select(*cols, TERMS).alias("_jc_t")
+    rows = postings.alias("_jc_p")
+    on = [F.col(f"_jc_p.{c}").eqNullSafe(F.col(f"_jc_t.{c}")) for c in cols]
+    return rows.join(terms, on, "inner").select("_jc_p.*", F.col(f"_jc_t.{TERMS}"))
+
+
+def posting_features(postings: DataFrame, text: TextSpec, events: DataFrame | None = None, *,
+                     dedupe_text: bool = False) -> DataFrame:
+    """One row per open posting and day: categorical, numeric, text-term and (given events) event features, plus
+    labels. `postings` carry their day (with_day); several days' postings give every day's rows in one frame.
     Everything runs in the JVM (Spark SQL), the text too (jobcast.features.text)."""
-    feats = add_text_terms(postings, text).select(
+    feats = text_terms(postings, text, dedupe=dedupe_text).select(
         F.col("job_id").cast("long"),
-        F.lit(logical_date).cast("date").alias("logical_date"),
+        F.col("logical_date"),
         F.col("company_id").cast("long"),
         F.col("prefecture"),
         F.col("employment_type"),
         F.col("category").alias("category_filed"),
-        ((F.lit(day_end_utc).cast("timestamp").cast("double") - F.col("posted_at").cast("double")) / 86400.0)
+        ((F.col(DAY_END).cast("double") - F.col("posted_at").cast("double")) / 86400.0)
         .alias("posting_age_days"),
         F.length("title").cast("double").alias("title_len"),
         F.coalesce(F.length("description"), F.lit(0)).cast("double").alias("desc_len"),
@@ -106,4 +137,7 @@ def posting_features(postings: DataFrame, logical_date: dt.date, day_end_utc: dt
         F.col("posted_at"),
         F.col("salary_label"),
     )
-    return feats if events is None else feats.join(events, "job_id", "left")
+    if events is None:
+        return feats
+    keys = ["logical_date", "job_id"]
+    return feats.join(events, keys, "left").select(*feats.columns, *(c for c in events.columns if c not in keys))
