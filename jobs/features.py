@@ -85,11 +85,12 @@ RULES = ("dropped_null_title", "salary_implausible")  # clean_postings' document
 
 
 def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
-    """The features of `days`, each from its own raw snapshot, in one Spark job; returns each day's manifest.
+    """The features of `days`, each from its own raw snapshot, in one Spark write (and one small job that counts
+    the cleaning rules per day); returns each day's manifest.
 
-    One job for many days (`jobcast window`) rather than one per day: a posting open on 25 days of a 28-day
-    window has its text featurised once (transforms.text_terms), and the Spark job's fixed costs are paid
-    once. Every day is written to data/features/dt=D on its own, atomically, with the same content and
+    One write for many days (`jobcast window`) rather than one per day: a posting open on 25 days of a 28-day
+    window has its text featurised once (transforms.text_terms), the event aggregates of all the days are one
+    aggregation, and Spark's fixed costs are paid once. Every day is written to data/features/dt=D on its own, atomically, with the same content and
     manifest a one-day build gives (a test compares them)."""
     from functools import reduce
 
@@ -105,7 +106,7 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     tz = settings.param("run.timezone")
     spark = ctx.spark()
     days = sorted(set(days))
-    raws, snapshots, events = {}, [], []
+    raws, snapshots, day_events = {}, [], []
     for day in days:
         ds = day.isoformat()
         raw = partition(settings.data_dir, "raw", "job_postings", date=ds)
@@ -129,9 +130,10 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     counts = _rule_counts(touched, raws)
     for day in days:
         day_start, _ = day_bounds(day, tz)
-        events.append(events_for_day(spark.read.parquet(str(raws[day.isoformat()][1])), day, day_start))
-    events = event_features(reduce(lambda a, b: a.unionByName(b), events), narrow, smoothing)
-    features = posting_features(kept, text, events, dedupe_text=len(days) > 1)
+        day_events.append(events_for_day(spark.read.parquet(str(raws[day.isoformat()][1])), day, day_start))
+    events = event_features(reduce(lambda a, b: a.unionByName(b), day_events), narrow, smoothing)
+    known = known_terms(ctx, days[0] - dt.timedelta(days=1), text)
+    features = posting_features(kept, text, events, dedupe_text=len(days) > 1, known_terms=known)
     manifests = {}
     staging = settings.data_dir / "features" / f".tmp-build-{uuid.uuid4().hex[:8]}"
     try:
@@ -147,7 +149,7 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
                     written.rename(tmp)
                     tidy_spark_output(tmp)
                 else:  # no open posting kept that day (every title blank): an empty partition of the same schema
-                    features.where(F.lit(False)).drop(DAY_DIR).write.parquet(str(tmp))
+                    features.where(F.lit(False)).write.parquet(str(tmp))
                     tidy_spark_output(tmp)
                 manifests[ds] = {
                     "logical_date": ds, "rows": parquet_rows(tmp), "raw_rows": raw_rows[ds], "text": text.to_dict(),
@@ -160,6 +162,26 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifests
+
+
+def known_terms(ctx: RunContext, day: dt.date, text):
+    """The text terms of `day`'s features with the texts they were computed from (its raw snapshot), for
+    transforms.text_terms to reuse: only when they were built by this feature code with this TextSpec, from the
+    snapshot as it is now, and their files are intact. Else None: every text is featurised."""
+    from jobcast.features.text import TERMS
+    from jobcast.features.transforms import FEATURES_VERSION, TEXT_INPUTS
+
+    settings = ctx.settings
+    feats = partition(settings.data_dir, "features", date=day.isoformat())
+    raw = partition(settings.data_dir, "raw", "job_postings", date=day.isoformat())
+    m = read_manifest(feats) if feats.is_dir() and raw.is_dir() else {}
+    if not (m.get("features_version") == FEATURES_VERSION and m.get("text") == text.to_dict()
+            and m.get("raw_version") == dir_hash(raw) and m.get("content_version") == dir_hash(feats)):
+        return None
+    log.info("features: text terms of the postings unchanged since %s are reused from its features", day)
+    spark = ctx.spark()
+    return (spark.read.parquet(str(raw)).select(*TEXT_INPUTS)
+            .join(spark.read.parquet(str(feats)).select("job_id", TERMS), "job_id"))
 
 
 DAY_DIR = "_jc_dt"  # the staging directories of a many-day build (the files keep logical_date as a column)

@@ -93,3 +93,38 @@ def test_the_windows_one_job_build_gives_each_day_what_a_one_day_build_gives(set
         assert frame.equals(together[ds][0]), ds
         drop = ("content_version",)  # the files' split differs, not their rows
         assert {k: v for k, v in m.items() if k not in drop} == {k: v for k, v in together[ds][1].items() if k not in drop}
+
+
+def test_a_days_features_reuse_the_previous_days_text_terms_only_for_unchanged_texts(settings, generated, caplog):
+    """The daily run featurises only new and edited postings' text; every other posting takes its terms from
+    yesterday's features. The result is the same as featurising every posting (an edited title included)."""
+    import logging
+    import shutil
+
+    import pyarrow as pa
+
+    from jobs import features
+
+    ctx = make_ctx(settings)
+    window.run(ctx, days=2)
+    raw = partition(settings.data_dir, "raw", "job_postings", date=SMALL_DATE)
+    table = pq.read_table(raw)
+    edited = table.column("job_id")[0].as_py()  # an employer rewrites a title that was open yesterday too
+    assert edited in set(features_of(settings, DAY_BEFORE).index)
+    titles = [("Remote data engineer (rewritten)" if j == edited else t)
+              for j, t in zip(table.column("job_id").to_pylist(), table.column("title").to_pylist())]
+    f = next(raw.glob("*.parquet"))
+    pq.write_table(table.set_column(table.schema.get_field_index("title"), "title", pa.array(titles, pa.string())), f)
+
+    with caplog.at_level(logging.INFO, logger="jobs.features"):
+        features.run(ctx, force=True)
+    assert any("reused from its features" in r.getMessage() and DAY_BEFORE in r.getMessage() for r in caplog.records)
+    reused = features_of(settings, SMALL_DATE)
+    assert not set(reused.loc[edited, "text_terms"]) <= set(features_of(settings, DAY_BEFORE).loc[edited, "text_terms"])
+
+    shutil.rmtree(partition(settings.data_dir, "features", date=DAY_BEFORE))  # nothing to reuse: every text featurised
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="jobs.features"):
+        features.run(ctx, force=True)
+    assert not any("reused from its features" in r.getMessage() for r in caplog.records)
+    assert features_of(settings, SMALL_DATE).equals(reused)

@@ -102,26 +102,43 @@ def with_day(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetim
             .withColumn(DAY_END, F.lit(day_end_utc).cast("timestamp")))
 
 
-def text_terms(postings: DataFrame, text: TextSpec, *, dedupe: bool) -> DataFrame:
-    """postings with TERMS. With `dedupe` (several days' snapshots of mostly the same postings), the terms are
-    computed once per distinct (job_id, title, description, company_id) and joined back (null-safe, exact): a
-    posting open 25 days of a 28-day window is featurised once, not 25 times. The hashing is the costly part
-    (bench notes in the issue); the join costs a shuffle of the rows."""
-    if not dedupe:
-        return add_text_terms(postings, text)
+def text_terms(postings: DataFrame, text: TextSpec, *, dedupe: bool, known: DataFrame | None = None) -> DataFrame:
+    """postings with TERMS, computed in the JVM (add_text_terms), the costly part of the features.
+
+    - `dedupe` (several days' snapshots of mostly the same postings): the terms are computed once per distinct
+      (job_id, title, description, company_id) and joined back (null-safe, exact): a posting open 25 days of a
+      28-day window is featurised once, not 25 times.
+    - `known`: (TEXT_INPUTS..., TERMS) of texts already featurised by the same code and TextSpec (the previous
+      day's features with that day's snapshot, jobs/features.known_terms). A posting whose four inputs equal a
+      known row's takes its terms from it; only new and edited postings are featurised (a daily run: most
+      postings' text is the same as yesterday's). The terms are a function of those four inputs alone, so the
+      result is the same as featurising every row (a test compares them)."""
     cols = list(TEXT_INPUTS)
-    terms = add_text_terms(postings.select(*cols).dropDuplicates(cols), text).select(*cols, TERMS).alias("_jc_t")
+    if not dedupe and known is None:
+        return add_text_terms(postings, text)
+    src = postings.select(*cols).dropDuplicates(cols) if dedupe else postings
+    if known is None:
+        terms = add_text_terms(src, text)
+    else:
+        mark = "_jc_known"
+        k = known.select(*(F.col(c).alias(f"{mark}_{c}") for c in cols), F.col(TERMS).alias(mark))
+        joined = src.join(k, [F.col(c).eqNullSafe(F.col(f"{mark}_{c}")) for c in cols], "left").drop(*(f"{mark}_{c}" for c in cols))
+        hit = joined.where(F.col(mark).isNotNull()).withColumnRenamed(mark, TERMS)
+        terms = hit.unionByName(add_text_terms(joined.where(F.col(mark).isNull()).drop(mark), text))
+    if not dedupe:
+        return terms
+    terms = terms.select(*cols, TERMS).alias("_jc_t")
     rows = postings.alias("_jc_p")
     on = [F.col(f"_jc_p.{c}").eqNullSafe(F.col(f"_jc_t.{c}")) for c in cols]
     return rows.join(terms, on, "inner").select("_jc_p.*", F.col(f"_jc_t.{TERMS}"))
 
 
 def posting_features(postings: DataFrame, text: TextSpec, events: DataFrame | None = None, *,
-                     dedupe_text: bool = False) -> DataFrame:
+                     dedupe_text: bool = False, known_terms: DataFrame | None = None) -> DataFrame:
     """One row per open posting and day: categorical, numeric, text-term and (given events) event features, plus
     labels. `postings` carry their day (with_day); several days' postings give every day's rows in one frame.
     Everything runs in the JVM (Spark SQL), the text too (jobcast.features.text)."""
-    feats = text_terms(postings, text, dedupe=dedupe_text).select(
+    feats = text_terms(postings, text, dedupe=dedupe_text, known=known_terms).select(
         F.col("job_id").cast("long"),
         F.col("logical_date"),
         F.col("company_id").cast("long"),
