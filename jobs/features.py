@@ -90,8 +90,9 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
 
     One write for many days (`jobcast window`) rather than one per day: a posting open on 25 days of a 28-day
     window has its text featurised once (transforms.text_terms), the event aggregates of all the days are one
-    aggregation, and Spark's fixed costs are paid once. Every day is written to data/features/dt=D on its own, atomically, with the same content and
-    manifest a one-day build gives (a test compares them)."""
+    aggregation, and Spark's fixed costs are paid once. Every day is written to data/features/dt=D on its own,
+    atomically, with the same content and manifest a one-day build gives (a test compares them). The text of
+    postings unchanged since the day before the first day is not featurised again (known_terms)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
