@@ -148,10 +148,9 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
                 written = staging / f"{DAY_DIR}={ds}"
                 if written.is_dir():
                     written.rename(tmp)
-                    tidy_spark_output(tmp)
                 else:  # no open posting kept that day (every title blank): an empty partition of the same schema
                     features.where(F.lit(False)).write.parquet(str(tmp))
-                    tidy_spark_output(tmp)
+                tidy_spark_output(tmp)
                 manifests[ds] = {
                     "logical_date": ds, "rows": parquet_rows(tmp), "raw_rows": raw_rows[ds], "text": text.to_dict(),
                     "features_version": FEATURES_VERSION,
