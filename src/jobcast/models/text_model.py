@@ -17,6 +17,7 @@ the company that cannot leak a row's own label.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from jobcast.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 
 def terms_matrix(lists, num_features: int):
@@ -62,15 +65,35 @@ class Tfidf:
     memo: bool = field(default=False, repr=False, compare=False)
     _last: tuple | None = field(default=None, repr=False, compare=False)
 
-    def transform(self, counts):
+    def transform(self, counts, rows=None, dtype=np.float32):
+        """TF-IDF rows of counts (of its `rows` only, when given) over the kept columns, L2-normalised.
+
+        Built from the counts' arrays in the dtype the solver uses (LinearSVC: float64), so the result (12 bytes a
+        stored term in float64) is the one full copy: scipy's column indexing, a cast and the solver's own float64
+        conversion made three, and two fold fits side by side held them all (9.3 GB on 155k postings)."""
+        import scipy.sparse as sp
         from sklearn.preprocessing import normalize
 
-        if self._last is not None and self._last[0] is counts:
+        if rows is None and self._last is not None and self._last[0] is counts:
             return self._last[1]
-        x = counts[:, self.columns].astype(np.float32)
-        x.data = (1.0 + np.log(x.data)) * self.idf[x.indices]
-        x = normalize(x, norm="l2", copy=False)
-        if self.memo:
+        sub = counts if rows is None else counts[rows]
+        indptr, indices, data = sub.indptr, sub.indices, sub.data
+        del sub
+        remap = np.full(counts.shape[1], -1, dtype=np.int32)
+        remap[self.columns] = np.arange(len(self.columns), dtype=np.int32)
+        columns = remap[indices]
+        kept = columns >= 0
+        if not kept.all():  # terms unseen in training: dropped
+            indptr = np.concatenate([[0], np.cumsum(kept)])[indptr]
+            columns, data = columns[kept], data[kept]
+        del kept
+        values = np.log(data, dtype=dtype)
+        values += 1.0
+        values *= self.idf.astype(dtype, copy=False)[columns]
+        x = sp.csr_matrix((values, columns, indptr), shape=(len(indptr) - 1, len(self.columns)))
+        if x.shape[0]:  # sklearn refuses an empty matrix
+            x = normalize(x, norm="l2", copy=False)
+        if self.memo and rows is None:
             self._last = (counts, x)
         return x
 
@@ -116,15 +139,20 @@ def softmax(s: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_one(kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels: list[str], strength: float) -> TextModel:
-    tfidf = Tfidf.fit(counts)
-    x = tfidf.transform(counts)
+def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: np.ndarray | None, labels: list[str],
+             strength: float) -> TextModel:
+    """The model of counts' `rows` (None: all of them)."""
+    if rows is not None:
+        y, weight = y[rows], None if weight is None else weight[rows]
+    tfidf = Tfidf.fit(counts if rows is None else counts[rows])
     if kind == "classifier":
         from sklearn.svm import LinearSVC
 
+        x = tfidf.transform(counts, rows, dtype=np.float64)  # liblinear's input type: no conversion copy
         present = np.unique(y)
         clf = LinearSVC(C=strength, dual=True, max_iter=2000, random_state=0).fit(x, y, sample_weight=weight)
-        coef = np.zeros((len(labels), x.shape[1]), dtype=np.float32)
+        del x
+        coef = np.zeros((len(labels), len(tfidf.columns)), dtype=np.float32)
         intercept = np.full(len(labels), -1e3)  # a class absent from this fold is never the argmax
         if len(present) == 2:  # binary LinearSVC: one hyperplane, positive = the second class
             coef[present[1]], intercept[present[1]] = clf.coef_[0], clf.intercept_[0]
@@ -134,6 +162,7 @@ def _fit_one(kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels
         return TextModel(kind, tfidf, coef, intercept, labels)
     from sklearn.linear_model import Ridge
 
+    x = tfidf.transform(counts, rows)
     y2 = np.asarray(y, dtype=float).reshape(len(y), -1)  # one column per target
     mean = np.average(y2, axis=0, weights=weight)
     # Weights scaled to mean 1, so alpha means the same with or without them (cvr's are views: unscaled, they
@@ -143,29 +172,92 @@ def _fit_one(kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels
     return TextModel(kind, tfidf, reg.coef_.reshape(y2.shape[1], -1).astype(np.float32), np.asarray(mean, dtype=float))
 
 
+def _fit_score(kind: str, scores: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> float:
+    """Higher is better: weighted accuracy (classifier) or minus the weighted squared error (regressor)."""
+    w = np.ones(len(y)) if weight is None else weight
+    if kind == "classifier":
+        return float(np.average(np.argmax(scores, axis=1) == y, weights=w))
+    return -float(np.average(((scores - np.asarray(y, dtype=float).reshape(len(y), -1)) ** 2).sum(axis=1), weights=w))
+
+
+# Below this many stored terms a classifier's fits run one after another in this process (the demo's are ~20M).
+PROCESS_MIN_TERMS = 1_000_000
+_WORKER: dict[str, Any] = {}  # a fit worker's counts (memory-mapped) and labels, set by _worker_init
+
+
+def _worker_init(directory: str, shape: tuple[int, int], kind: str, y: np.ndarray, weight: np.ndarray | None,
+                 labels: list[str]) -> None:
+    import scipy.sparse as sp
+
+    arrays = [np.load(os.path.join(directory, f"{a}.npy"), mmap_mode="r") for a in ("data", "indices", "indptr")]
+    _WORKER.update(counts=sp.csr_matrix(tuple(arrays), shape=shape, copy=False), kind=kind, y=y, weight=weight,
+                   labels=labels)
+
+
+def _worker_fit(rows: np.ndarray | None, strength: float) -> TextModel:
+    w = _WORKER
+    return _fit_one(w["kind"], w["counts"], rows, w["y"], w["weight"], w["labels"], strength)
+
+
+class _Fits:
+    """Runs _fit_one for (rows, strength) pairs, `jobs` at a time, reproducibly.
+
+    liblinear (LinearSVC) draws from one random generator per process (sklearn's newrand), so classifier fits on
+    threads race for it and the same data gave different models from run to run. A classifier's fits run in
+    worker processes that map the counts from files (each builds only its own TF-IDF rows), or, when small or
+    with one job, one after another here. Ridge draws nothing: its fits run on threads (scipy's products
+    release the GIL)."""
+
+    def __init__(self, kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels: list[str], jobs: int):
+        self.args = (kind, counts, y, weight, labels)
+        self.jobs, self.pool, self.directory = jobs, None, None
+        if jobs > 1 and kind == "regressor":
+            self.pool = ThreadPoolExecutor(max_workers=jobs)
+        elif jobs > 1 and counts.nnz >= PROCESS_MIN_TERMS:
+            import multiprocessing
+            import tempfile
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.directory = tempfile.mkdtemp(prefix="jobcast-text-")
+            for name in ("data", "indices", "indptr"):
+                np.save(os.path.join(self.directory, f"{name}.npy"), getattr(counts, name))
+            # forkserver: a worker starts from a clean process, not a fork of this one (its JVM gateway's threads).
+            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("forkserver"),
+                                            initializer=_worker_init,
+                                            initargs=(self.directory, counts.shape, kind, y, weight, labels))
+
+    def map(self, pairs: list[tuple[np.ndarray | None, float]]) -> list[TextModel]:
+        if self.pool is None:
+            return [_fit_one(*self.args[:2], rows, *self.args[2:], c) for rows, c in pairs]
+        if isinstance(self.pool, ThreadPoolExecutor):
+            return list(self.pool.map(lambda rc: _fit_one(*self.args[:2], rc[0], *self.args[2:], rc[1]), pairs))
+        return list(self.pool.map(_worker_fit, *zip(*pairs)))
+
+    def __enter__(self) -> "_Fits":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.directory is not None:
+            import shutil
+
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[float], folds: int = 5, seed: int = 7,
                     groups: np.ndarray | None = None, weight: np.ndarray | None = None,
                     labels: list[str] | None = None, jobs: int | None = None) -> tuple[np.ndarray, TextModel]:
     """Out-of-fold scores of every row and the model fitted on all rows.
 
     kind "classifier": y holds class codes into `labels`; "regressor": y is the target. `groups` keeps the rows
-    of one group (a posting) in one fold. `strength` is LinearSVC's C or ridge's alpha; given a list, the value
-    with the best out-of-fold score wins (accuracy, or weighted squared error): boards differ in how much
-    text they have and how noisy their labels are, so the regularisation is chosen on the board's own data."""
+    of one group (a posting) in one fold. `strength` is LinearSVC's C or ridge's alpha. Given a list, each value
+    is fitted without the first fold and scored on it (accuracy, or weighted squared error), and the best one
+    is fitted on the other folds and on all rows: boards differ in how much text they have and how noisy their
+    labels are, so the regularisation is chosen on the board's own data. Choosing on one fold costs one fit
+    per value, where choosing on all of them cost a whole out-of-fold pass per value (18 fits of 155k
+    postings, 18 minutes, for category's three)."""
     grid = [float(x) for x in strength] if isinstance(strength, (list, tuple)) else [float(strength)]
-    if len(grid) > 1:
-        best = None
-        for c in grid:
-            oof, model = fit_out_of_fold(kind, counts, y, strength=c, folds=folds, seed=seed, groups=groups,
-                                         weight=weight, labels=labels, jobs=jobs)
-            w = np.ones(len(y)) if weight is None else weight
-            score = (float(np.average(np.argmax(oof, axis=1) == y, weights=w)) if kind == "classifier"
-                     else -float(np.average(((oof - np.asarray(y, dtype=float).reshape(len(y), -1)) ** 2).sum(axis=1), weights=w)))
-            if best is None or score > best[0]:
-                best = (score, oof, model, c)
-        best[2].strength = best[3]
-        return best[1], best[2]
-    strength = grid[0]
     if kind not in ("classifier", "regressor"):
         raise ModelError(f"text model kind {kind!r}: expected classifier or regressor")
     labels = list(labels or [])
@@ -173,26 +265,35 @@ def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[
     n = counts.shape[0]
     g = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
     fold_of_group = np.random.default_rng(seed).permutation(g.max() + 1) % folds
-    fold = fold_of_group[g]
+    fold = fold_of_group[g]  # fold 0 always has rows: the group drawn 0 is in it
     width = len(labels) if kind == "classifier" else int(np.asarray(y).reshape(len(y), -1).shape[1])
     oof = np.zeros((n, width))
     for k in range(folds):
         if kind == "classifier" and len(np.unique(y[fold != k])) < 2:
             raise ModelError(f"text model: fold {k} has fewer than 2 classes to learn from; expected more labelled rows")
 
-    def one(k: int) -> TextModel | None:  # k == folds: the model of every row
-        rows = np.arange(n) if k == folds else np.flatnonzero(fold != k)
-        if k < folds and not np.any(fold == k):
-            return None
-        return _fit_one(kind, counts[rows], y[rows], None if weight is None else weight[rows], labels, strength)
+    def rows_of(k: int) -> np.ndarray | None:  # k == folds: every row
+        return None if k == folds else np.flatnonzero(fold != k)
 
-    # liblinear and scipy's sparse products release the GIL: the folds fit side by side on threads.
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, folds + 1))) as pool:
-        fitted = list(pool.map(one, range(folds + 1)))
-    for k, m in enumerate(fitted[:folds]):
-        if m is not None:
+    fitted: dict[int, TextModel | None] = {k: None for k in range(folds) if not np.any(fold == k)}
+    strength = grid[0]
+    with _Fits(kind, counts, y, weight, labels, max(1, min(jobs, folds + 1))) as fits:
+        if len(grid) > 1:
+            held = np.flatnonzero(fold == 0)
+            trials = fits.map([(rows_of(0), c) for c in grid])
+            scores = [_fit_score(kind, m.scores(counts[held]), y[held], None if weight is None else weight[held])
+                      for m in trials]
+            best = int(np.argmax(scores))  # the first best (the grid's order breaks ties)
+            log.info("text model %s: strength %s chosen on fold 0 of %d (scores %s)", kind, grid[best], folds,
+                     {c: round(v, 5) for c, v in zip(grid, scores)})
+            strength, fitted[0] = grid[best], trials[best]
+            del trials
+        rest = [k for k in range(folds + 1) if k not in fitted]
+        fitted.update(zip(rest, fits.map([(rows_of(k), strength) for k in rest])))
+    for k in range(folds):
+        if fitted[k] is not None:
             out_rows = np.flatnonzero(fold == k)
-            oof[out_rows] = m.scores(counts[out_rows])
+            oof[out_rows] = fitted[k].scores(counts[out_rows])
     model = fitted[folds]
     model.strength = strength
     if kind == "classifier":

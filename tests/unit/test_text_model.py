@@ -1,0 +1,73 @@
+"""The stacked text model's fitting: TF-IDF of a subset of rows, and the regularisation chosen on one fold."""
+
+import numpy as np
+import pytest
+from sklearn.preprocessing import normalize
+
+from jobcast.models.text_model import Tfidf, fit_out_of_fold, terms_matrix
+
+
+def _counts(n: int, seed: int = 0, width: int = 1 << 10):
+    rng = np.random.default_rng(seed)
+    lists = [rng.integers(0, 600, rng.integers(0, 25)) for _ in range(n)]
+    lists[3], lists[7] = np.array([], dtype=np.int64), None  # postings without text
+    return terms_matrix(lists, width)
+
+
+def _reference(tfidf: Tfidf, counts):
+    """TF-IDF as written out by hand: sublinear tf, the model's idf, L2 rows, over the kept columns."""
+    x = counts[:, tfidf.columns].astype(np.float64)
+    x.data = (1.0 + np.log(x.data)) * tfidf.idf[x.indices]
+    return normalize(x, norm="l2").toarray() if x.shape[0] else x.toarray()
+
+
+@pytest.mark.parametrize("rows", [None, "some", "mask", "none"])
+def test_tfidf_of_some_rows_is_the_tfidf_of_those_rows(rows):
+    counts = _counts(300)
+    tfidf = Tfidf.fit(counts[:150])  # fitted on half: the other half has terms it never saw (dropped)
+    picked = {None: None, "some": np.array([299, 3, 3, 0, 150, 7]), "mask": np.arange(300) % 3 == 0,
+              "none": np.zeros(300, dtype=bool)}[rows]
+    expected = _reference(tfidf, counts if picked is None else counts[picked])
+    for dtype, tol in ((np.float32, 1e-6), (np.float64, 1e-7)):
+        x = tfidf.transform(counts, picked, dtype=dtype)
+        assert x.dtype == dtype and x.shape == expected.shape
+        np.testing.assert_allclose(x.toarray(), expected, atol=tol)
+
+
+def test_the_strength_chosen_on_one_fold_gives_what_fitting_that_strength_alone_gives():
+    rng = np.random.default_rng(1)
+    n = 600
+    y = rng.choice(3, n, p=[0.7, 0.2, 0.1])
+    # The label's own term plus noise terms: little regularisation is right, a tiny C predicts the majority.
+    counts = terms_matrix([[int(c), 10 + int(rng.integers(0, 200)), 10 + int(rng.integers(0, 200))] for c in y], 1 << 10)
+    groups = rng.integers(0, 200, n)  # a posting's rows stay in one fold
+    oof, model = fit_out_of_fold("classifier", counts, y, strength=[1e-5, 1.0], groups=groups, labels=["a", "b", "c"])
+    assert model.strength == 1.0
+    alone_oof, alone = fit_out_of_fold("classifier", counts, y, strength=1.0, groups=groups, labels=["a", "b", "c"])
+    np.testing.assert_array_equal(oof, alone_oof)  # the chosen fold-0 fit is reused, not refitted differently
+    np.testing.assert_array_equal(model.coef, alone.coef)
+    assert model.temperature == alone.temperature
+    assert np.mean(np.argmax(oof, axis=1) == y) > 0.9
+
+    # A regressor whose target is noise: the strongest regularisation wins (scored by squared error).
+    target = rng.normal(size=n)
+    _, ridge = fit_out_of_fold("regressor", counts, target, strength=[1e-3, 1e3], groups=groups)
+    assert ridge.strength == 1e3
+
+
+def test_classifier_fits_are_reproducible_in_worker_processes(monkeypatch):
+    """liblinear's one random generator per process made fits on threads differ from run to run: the fits run in
+    worker processes (or one after another), and give what one process fitting them in turn gives."""
+    import jobcast.models.text_model as tm
+
+    rng = np.random.default_rng(2)
+    n = 900
+    y = rng.integers(0, 4, n)
+    counts = terms_matrix([[int(c)] * int(rng.integers(1, 3)) + list(rng.integers(10, 400, 12)) for c in y], 1 << 10)
+    serial = fit_out_of_fold("classifier", counts, y, strength=[0.1, 1.0], labels=list("abcd"), jobs=1)
+    monkeypatch.setattr(tm, "PROCESS_MIN_TERMS", 0)
+    for _ in range(2):
+        oof, model = fit_out_of_fold("classifier", counts, y, strength=[0.1, 1.0], labels=list("abcd"), jobs=2)
+        np.testing.assert_array_equal(oof, serial[0])
+        np.testing.assert_array_equal(model.coef, serial[1].coef)
+        assert model.strength == serial[1].strength
