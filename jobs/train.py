@@ -97,10 +97,11 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
     views-weighted loss) stay unbiased. cvr's training rows keep the text terms on one row per posting (its
     newest), the only row its per-posting text model reads: repeating them on every (posting, day) row would
     multiply the driver's memory by the days in the window (every "posting_day" task)."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from pyspark import StorageLevel
+
+    from jobcast.tasks.base import newest_days
 
     paths, versions, text = window_partitions(ctx, window_days)
     # Cached on disk, not in the heap: the window's rows (text terms included) outgrow any fixed heap on a big
@@ -118,9 +119,11 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
                 u = F.pmod(F.xxhash64("job_id", "logical_date", F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
                 rows = rows.where(u < fraction)
             rows = rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction))
-            if tasks.get(task).unit == "posting_day" and part == "train":
-                newest = Window.partitionBy("job_id").orderBy(F.col("logical_date").desc())
-                rows = rows.withColumn(TERMS, F.when(F.row_number().over(newest) == 1, F.col(TERMS)))
+            if tasks.get(task).unit == "posting_day" and part == "train":  # terms on the newest sampled row only
+                newest = newest_days(rows).withColumnRenamed("logical_date", "_jc_newest")
+                rows = rows.join(F.broadcast(newest), "job_id").select(*[
+                    F.when(F.col("logical_date") == F.col("_jc_newest"), F.col(c)).alias(c) if c == TERMS else F.col(c)
+                    for c in rows.columns])
             table = _collect(rows, staging / part)
             pdf = table.to_pandas() if table.num_rows else table.schema.empty_table().to_pandas()
             del table

@@ -200,10 +200,17 @@ def test_training_rows_are_sampled_in_spark_to_the_cap_deterministically_with_un
     # cvr keeps each posting's text terms on one row (its newest), not on every (posting, day) row.
     with_text = capped.train[capped.train["text_terms"].notna()]
     assert with_text["job_id"].is_unique and set(with_text["job_id"]) == set(capped.train["job_id"])
+    newest_sampled = capped.train.groupby("job_id")["logical_date"].max()
+    assert (with_text["logical_date"].to_numpy() == newest_sampled[with_text["job_id"]].to_numpy()).all()
     # Posting-level tasks: one row per posting, its newest snapshot.
     cat = train.load_training(ctx, "category", 6, 2)
     assert cat.train["job_id"].is_unique and cat.train["category_filed"].notna().all()
     assert not set(cat.train["job_id"]) & set(cat.holdout["job_id"])
+    paths, _, _ = train.window_partitions(ctx, 6)
+    seen = pd.concat([pq.read_table(p, columns=["job_id", "logical_date"]).to_pandas() for p in paths])
+    newest = seen.groupby("job_id")["logical_date"].max()
+    both = pd.concat([cat.train, cat.holdout])
+    assert (both["logical_date"].to_numpy() == newest[both["job_id"]].to_numpy()).all()
 
 
 def test_a_bad_row_cap_is_refused_with_its_key():
