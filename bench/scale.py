@@ -13,8 +13,8 @@ Per size, in .jobcast/bench/scale/<size> with its own PostgreSQL on a free port 
   task's `jobcast score --full` again with and without reasons (params score.reasons), for their cost.
 
 Every step is a real CLI process. A sampler reads the RSS of the process tree every 0.2 s: the Python driver,
-the Spark JVM, and the Spark Python workers (the largest one and all of them together). `jobcast run`'s steps
-are told apart by the summary line each prints when it ends.
+the Spark JVM, and the Python workers: Spark's, and training's text-model fit workers (the largest one and all
+of them together). `jobcast run`'s steps are told apart by the summary line each prints when it ends.
 
 Prints one table: per size, path and step: rows, seconds, postings/s (open postings of the day), time per
 posting relative to the smallest size in the table, and peak RSS. Results are kept per size

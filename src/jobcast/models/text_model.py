@@ -221,8 +221,11 @@ class _Fits:
             self.directory = tempfile.mkdtemp(prefix="jobcast-text-")
             for name in ("data", "indices", "indptr"):
                 np.save(os.path.join(self.directory, f"{name}.npy"), getattr(counts, name))
-            # forkserver: a worker starts from a clean process, not a fork of this one (its JVM gateway's threads).
-            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("forkserver"),
+            # forkserver: a worker starts from a clean process, not a fork of this one (its JVM gateway's threads),
+            # preloaded with this module rather than the caller's __main__ (a CLI, Airflow's task runner, pytest).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                             initializer=_worker_init,
                                             initargs=(self.directory, counts.shape, kind, y, weight, labels))
 
