@@ -96,7 +96,10 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
     every cluster layout. Each kept row carries SAMPLE_WEIGHT = 1 / fraction, so weighted sums (cvr's
     views-weighted loss) stay unbiased. cvr's training rows keep the text terms on one row per posting (its
     newest), the only row its per-posting text model reads: repeating them on every (posting, day) row would
-    multiply the driver's memory by the days in the window (every "posting_day" task)."""
+    multiply the driver's memory by the days in the window (every "posting_day" task). For the same reason a
+    posting_day task's training rows are drawn by posting, on a hash of (job_id, seed), all of a drawn posting's
+    days together: drawn by (posting, day), a capped sample of a big board touched nearly every posting, and the
+    text model's rows (one per posting) grew with the board instead of with the cap."""
     from pyspark.sql import functions as F
 
     from pyspark import StorageLevel
@@ -116,7 +119,9 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
             fraction = 1.0 if not cap or n <= cap else cap / n
             rows = frame.where(F.col(HOLDOUT) == (part == "holdout")).drop(HOLDOUT)
             if fraction < 1.0:
-                u = F.pmod(F.xxhash64("job_id", "logical_date", F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
+                by_posting = tasks.get(task).unit == "posting_day" and part == "train"
+                keys = ["job_id"] if by_posting else ["job_id", "logical_date"]
+                u = F.pmod(F.xxhash64(*keys, F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
                 rows = rows.where(u < fraction)
             rows = rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction))
             if tasks.get(task).unit == "posting_day" and part == "train":  # terms on the newest sampled row only

@@ -195,6 +195,9 @@ def test_training_rows_are_sampled_in_spark_to_the_cap_deterministically_with_un
     assert np.allclose(capped.train["sample_weight"], 1 / fraction)
     assert len(capped.holdout) < 1.2 * 500 and capped.sampling["holdout"]["window_rows"] == len(full.holdout)
     pd.testing.assert_frame_equal(capped.train.drop(columns="text_terms"), again.train.drop(columns="text_terms"))
+    # Drawn by posting (the text model's rows stay bounded by the cap): a kept posting keeps all its days.
+    kept = capped.train.groupby("job_id").size()
+    assert (kept == full.train.groupby("job_id").size()[kept.index]).all()
     # The weighted views of the sample estimate the window's total.
     assert (capped.train["views"] * capped.train["sample_weight"]).sum() == pytest.approx(full.train["views"].sum(), rel=0.1)
     # cvr keeps each posting's text terms on one row (its newest), not on every (posting, day) row.

@@ -71,3 +71,22 @@ def test_classifier_fits_are_reproducible_in_worker_processes(monkeypatch):
         np.testing.assert_array_equal(oof, serial[0])
         np.testing.assert_array_equal(model.coef, serial[1].coef)
         assert model.strength == serial[1].strength
+
+
+def test_weighted_ridge_is_sklearns_weighted_ridge():
+    """Rows scaled by sqrt(weight) in place (no copy of the matrix) fit what Ridge(sample_weight=...) fits."""
+    from sklearn.linear_model import Ridge
+
+    from jobcast.models.text_model import _fit_one
+
+    rng = np.random.default_rng(3)
+    counts = _counts(400)
+    y = rng.normal(size=400)
+    weight = rng.integers(1, 50, 400).astype(float)  # views
+    model = _fit_one("regressor", counts, None, y, weight, [], 3.0)
+    x = model.tfidf.transform(counts, dtype=np.float64)
+    w = weight / weight.mean()
+    mean = np.average(y, weights=weight)
+    ref = Ridge(alpha=3.0, fit_intercept=False, solver="lsqr", tol=1e-10).fit(x, y - mean, sample_weight=w)
+    np.testing.assert_allclose(model.coef[0], ref.coef_, atol=1e-3)
+    assert model.intercept[0] == pytest.approx(mean)

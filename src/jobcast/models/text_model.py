@@ -77,17 +77,17 @@ class Tfidf:
         if rows is None and self._last is not None and self._last[0] is counts:
             return self._last[1]
         sub = counts if rows is None else counts[rows]
-        indptr, indices, data = sub.indptr, sub.indices, sub.data
-        del sub
+        indptr = sub.indptr
         remap = np.full(counts.shape[1], -1, dtype=np.int32)
         remap[self.columns] = np.arange(len(self.columns), dtype=np.int32)
-        columns = remap[indices]
+        columns = remap[sub.indices]
         kept = columns >= 0
-        if not kept.all():  # terms unseen in training: dropped
+        if kept.all():  # every term seen in training
+            values = np.log(sub.data, dtype=dtype)
+        else:  # terms unseen in training are dropped
             indptr = np.concatenate([[0], np.cumsum(kept)])[indptr]
-            columns, data = columns[kept], data[kept]
-        del kept
-        values = np.log(data, dtype=dtype)
+            columns, values = columns[kept], np.log(sub.data[kept], dtype=dtype)
+        del sub, kept  # the row copy goes before the solver allocates its own
         values += 1.0
         values *= self.idf.astype(dtype, copy=False)[columns]
         x = sp.csr_matrix((values, columns, indptr), shape=(len(indptr) - 1, len(self.columns)))
@@ -162,13 +162,21 @@ def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: 
         return TextModel(kind, tfidf, coef, intercept, labels)
     from sklearn.linear_model import Ridge
 
-    x = tfidf.transform(counts, rows)
+    # float64 when weighted: the rows are scaled by sqrt(weight) in place, in the precision Ridge's own rescaling
+    # (a float64 copy of the whole matrix) used.
+    x = tfidf.transform(counts, rows, dtype=np.float32 if weight is None else np.float64)
     y2 = np.asarray(y, dtype=float).reshape(len(y), -1)  # one column per target
     mean = np.average(y2, axis=0, weights=weight)
-    # Weights scaled to mean 1, so alpha means the same with or without them (cvr's are views: unscaled, they
-    # shrank alpha ~20x, overfitted and took CG minutes to converge). LSQR: 2-5x fewer products than CG here.
-    w = None if weight is None else np.asarray(weight, dtype=float) / max(float(np.mean(weight)), 1e-12)
-    reg = Ridge(alpha=strength, fit_intercept=False, solver="lsqr", tol=1e-4).fit(x, y2 - mean, sample_weight=w)
+    target = y2 - mean
+    if weight is not None:
+        # Weights scaled to mean 1, so alpha means the same with or without them (cvr's are views: unscaled, they
+        # shrank alpha ~20x, overfitted and took CG minutes to converge). Weighted least squares is least squares
+        # of sqrt(w) x and sqrt(w) y.
+        root = np.sqrt(np.asarray(weight, dtype=float) / max(float(np.mean(weight)), 1e-12))
+        x.data *= np.repeat(root, np.diff(x.indptr))
+        target = target * root[:, None]
+    # LSQR: 2-5x fewer products than CG here. copy_X=False: x is this fit's own (a copy was 8-12 bytes a term).
+    reg = Ridge(alpha=strength, fit_intercept=False, solver="lsqr", tol=1e-4, copy_X=False).fit(x, target)
     return TextModel(kind, tfidf, reg.coef_.reshape(y2.shape[1], -1).astype(np.float32), np.asarray(mean, dtype=float))
 
 
