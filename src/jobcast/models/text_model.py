@@ -214,7 +214,9 @@ class _Fits:
     threads race for it and the same data gave different models from run to run. A classifier's fits run in
     worker processes that map the counts from files (each builds only its own TF-IDF rows), or, when small or
     with one job, one after another here. Ridge draws nothing: its fits run on threads (scipy's products
-    release the GIL)."""
+    release the GIL). As with any multiprocessing, a worker imports the script that started the process: a
+    script that trains must guard its entry point (`if __name__ == "__main__":`); when workers fail, the fits
+    run here, one after another."""
 
     def __init__(self, kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels: list[str], jobs: int):
         self.args = (kind, counts, y, weight, labels)
@@ -242,7 +244,15 @@ class _Fits:
             return [_fit_one(*self.args[:2], rows, *self.args[2:], c) for rows, c in pairs]
         if isinstance(self.pool, ThreadPoolExecutor):
             return list(self.pool.map(lambda rc: _fit_one(*self.args[:2], rc[0], *self.args[2:], rc[1]), pairs))
-        return list(self.pool.map(_worker_fit, *zip(*pairs)))
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return list(self.pool.map(_worker_fit, *zip(*pairs)))
+        except BrokenProcessPool as exc:  # e.g. a worker killed for memory, or a script without a __main__ guard
+            log.warning("text model fit workers failed (%s): fitting in this process, one at a time", exc)
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+            return self.map(pairs)
 
     def __enter__(self) -> "_Fits":
         return self
