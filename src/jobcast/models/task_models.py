@@ -46,12 +46,23 @@ def split(df: pd.DataFrame, order: str) -> tuple[np.ndarray, np.ndarray]:
     return idx[:cut], idx[cut:]
 
 
+def _histograms(lgb_params: dict, X) -> dict:
+    """Column-wise histograms for a sparse matrix (salary's 1,024 term columns: its booster 95.9 s -> 62.9 s on
+    the 100k board, the same trees), row-wise for a dense one (cvr's 15 columns over a million rows)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        return {**lgb_params, "force_row_wise": False, "force_col_wise": True}
+    return lgb_params
+
+
 def fit_booster(lgb_params: dict, X, categorical: list[int], label: np.ndarray, weight: np.ndarray | None,
          params: dict[str, Any], fit: np.ndarray, stop: np.ndarray):
     """Early stopping on the tail rows; the holdout stays untouched."""
     import lightgbm as lgb
 
     t0 = time.monotonic()
+    lgb_params = _histograms(lgb_params, X)
     w = (lambda rows: None if weight is None else weight[rows])
     dtrain = lgb.Dataset(X[fit], label=label[fit], weight=w(fit), categorical_feature=categorical, free_raw_data=False)
     dvalid = lgb.Dataset(X[stop], label=label[stop], weight=w(stop), reference=dtrain)
@@ -68,6 +79,7 @@ def refit_booster(lgb_params: dict, X, categorical: list[int], label: np.ndarray
     import lightgbm as lgb
 
     t0 = time.monotonic()
+    lgb_params = _histograms(lgb_params, X)
     rounds = max(1, int((stopped.best_iteration or stopped.current_iteration()) * 1.1))
     booster = lgb.train(lgb_params, lgb.Dataset(X, label=label, categorical_feature=categorical), num_boost_round=rounds)
     log.info("booster refit on all %d rows: %d rounds in %.1fs", X.shape[0], rounds, time.monotonic() - t0)
