@@ -118,13 +118,13 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
             n = counts.get(part == "holdout", 0)
             fraction = 1.0 if not cap or n <= cap else cap / n
             rows = frame.where(F.col(HOLDOUT) == (part == "holdout")).drop(HOLDOUT)
+            per_posting = tasks.get(task).unit == "posting_day" and part == "train"
             if fraction < 1.0:
-                by_posting = tasks.get(task).unit == "posting_day" and part == "train"
-                keys = ["job_id"] if by_posting else ["job_id", "logical_date"]
+                keys = ["job_id"] if per_posting else ["job_id", "logical_date"]
                 u = F.pmod(F.xxhash64(*keys, F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
                 rows = rows.where(u < fraction)
             rows = rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction))
-            if tasks.get(task).unit == "posting_day" and part == "train":  # terms on the newest sampled row only
+            if per_posting:  # terms on the newest sampled row only
                 newest = newest_days(rows).withColumnRenamed("logical_date", "_jc_newest")
                 rows = rows.join(F.broadcast(newest), "job_id").select(*[
                     F.when(F.col("logical_date") == F.col("_jc_newest"), F.col(c)).alias(c) if c == TERMS else F.col(c)

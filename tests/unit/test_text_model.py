@@ -29,7 +29,7 @@ def test_tfidf_of_some_rows_is_the_tfidf_of_those_rows(rows):
               "none": np.zeros(300, dtype=bool)}[rows]
     expected = _reference(tfidf, counts if picked is None else counts[picked])
     for dtype, tol in ((np.float32, 1e-6), (np.float64, 1e-7)):
-        x = tfidf.transform(counts, picked, dtype=dtype)
+        x = tfidf.transform(counts if picked is None else counts[picked], dtype=dtype)
         assert x.dtype == dtype and x.shape == expected.shape
         np.testing.assert_allclose(x.toarray(), expected, atol=tol)
 

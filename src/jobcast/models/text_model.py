@@ -65,8 +65,8 @@ class Tfidf:
     memo: bool = field(default=False, repr=False, compare=False)
     _last: tuple | None = field(default=None, repr=False, compare=False)
 
-    def transform(self, counts, rows=None, dtype=np.float32):
-        """TF-IDF rows of counts (of its `rows` only, when given) over the kept columns, L2-normalised.
+    def transform(self, counts, dtype=np.float32):
+        """TF-IDF of counts' rows over the kept columns, L2-normalised.
 
         Built from the counts' arrays in the dtype the solver uses (LinearSVC: float64), so the result (12 bytes a
         stored term in float64) is the one full copy: scipy's column indexing, a cast and the solver's own float64
@@ -74,26 +74,25 @@ class Tfidf:
         import scipy.sparse as sp
         from sklearn.preprocessing import normalize
 
-        if rows is None and self._last is not None and self._last[0] is counts:
+        if self._last is not None and self._last[0] is counts:
             return self._last[1]
-        sub = counts if rows is None else counts[rows]
-        indptr = sub.indptr
+        indptr = counts.indptr
         remap = np.full(counts.shape[1], -1, dtype=np.int32)
         remap[self.columns] = np.arange(len(self.columns), dtype=np.int32)
-        columns = remap[sub.indices]
+        columns = remap[counts.indices]
         kept = columns >= 0
         if kept.all():  # every term seen in training
-            values = np.log(sub.data, dtype=dtype)
+            values = np.log(counts.data, dtype=dtype)
         else:  # terms unseen in training are dropped
             indptr = np.concatenate([[0], np.cumsum(kept)])[indptr]
-            columns, values = columns[kept], np.log(sub.data[kept], dtype=dtype)
-        del sub, kept  # the row copy goes before the solver allocates its own
+            columns, values = columns[kept], np.log(counts.data[kept], dtype=dtype)
+        del kept
         values += 1.0
         values *= self.idf.astype(dtype, copy=False)[columns]
         x = sp.csr_matrix((values, columns, indptr), shape=(len(indptr) - 1, len(self.columns)))
         if x.shape[0]:  # sklearn refuses an empty matrix
             x = normalize(x, norm="l2", copy=False)
-        if self.memo and rows is None:
+        if self.memo:
             self._last = (counts, x)
         return x
 
@@ -143,12 +142,13 @@ def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: 
              strength: float) -> TextModel:
     """The model of counts' `rows` (None: all of them)."""
     if rows is not None:
-        y, weight = y[rows], None if weight is None else weight[rows]
-    tfidf = Tfidf.fit(counts if rows is None else counts[rows])
+        counts, y, weight = counts[rows], y[rows], None if weight is None else weight[rows]
+    tfidf = Tfidf.fit(counts)
     if kind == "classifier":
         from sklearn.svm import LinearSVC
 
-        x = tfidf.transform(counts, rows, dtype=np.float64)  # liblinear's input type: no conversion copy
+        x = tfidf.transform(counts, dtype=np.float64)  # liblinear's input type: no conversion copy
+        del counts  # the rows' copy goes before liblinear allocates its own
         present = np.unique(y)
         clf = LinearSVC(C=strength, dual=True, max_iter=2000, random_state=0).fit(x, y, sample_weight=weight)
         del x
@@ -164,7 +164,8 @@ def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: 
 
     # float64 when weighted: the rows are scaled by sqrt(weight) in place, in the precision Ridge's own rescaling
     # (a float64 copy of the whole matrix) used.
-    x = tfidf.transform(counts, rows, dtype=np.float32 if weight is None else np.float64)
+    x = tfidf.transform(counts, dtype=np.float32 if weight is None else np.float64)
+    del counts
     y2 = np.asarray(y, dtype=float).reshape(len(y), -1)  # one column per target
     mean = np.average(y2, axis=0, weights=weight)
     target = y2 - mean
@@ -219,8 +220,8 @@ class _Fits:
     run here, one after another."""
 
     def __init__(self, kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels: list[str], jobs: int):
-        self.args = (kind, counts, y, weight, labels)
-        self.jobs, self.pool, self.directory = jobs, None, None
+        self.one = lambda rows, strength: _fit_one(kind, counts, rows, y, weight, labels, strength)
+        self.pool, self.directory = None, None
         if jobs > 1 and kind == "regressor":
             self.pool = ThreadPoolExecutor(max_workers=jobs)
         elif jobs > 1 and counts.nnz >= PROCESS_MIN_TERMS:
@@ -241,9 +242,9 @@ class _Fits:
 
     def map(self, pairs: list[tuple[np.ndarray | None, float]]) -> list[TextModel]:
         if self.pool is None:
-            return [_fit_one(*self.args[:2], rows, *self.args[2:], c) for rows, c in pairs]
+            return [self.one(rows, c) for rows, c in pairs]
         if isinstance(self.pool, ThreadPoolExecutor):
-            return list(self.pool.map(lambda rc: _fit_one(*self.args[:2], rc[0], *self.args[2:], rc[1]), pairs))
+            return list(self.pool.map(self.one, *zip(*pairs)))
         from concurrent.futures.process import BrokenProcessPool
 
         try:
