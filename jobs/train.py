@@ -176,7 +176,9 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
 
         schema = FeatureSchema.fit(train_df, text, task)
         inputs = profile(train_df, list(schema.numeric), list(schema.categorical))  # the features gate compares with it
-        boosters, extras = declared.fit(train_df, schema, params)
+        # How many text-model fits run at once is not a model param (any number gives the same model), so it
+        # stays out of the version id.
+        boosters, extras = declared.fit(train_df, schema, {**params, "text_workers": _workers(settings)})
         # The training data version: one md5 over the DVC hashes of the window's partitions (each kept below).
         data_version = hashlib.md5(json.dumps(versions, sort_keys=True).encode()).hexdigest()
         code_version = registry.code_version(settings.root)
@@ -240,6 +242,14 @@ def _term_names(ctx: RunContext, extras: dict, text: dict) -> dict[int, str]:
     names = term_dictionary(ctx.spark(), str(postings), TextSpec.from_params(text), ids)
     log.info("term names: %d of %d ids named from %s in %.1fs", len(names), len(ids), postings, time.monotonic() - t0)
     return names
+
+
+def _workers(settings) -> int | None:
+    """train.text_workers: text-model fits at once, an integer >= 1, or null for min(cores, folds + 1)."""
+    value = settings.param("train.text_workers")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"params.yaml train.text_workers={value!r}: expected an integer >= 1, or null for one per core")
+    return value
 
 
 def _cap(value, key: str) -> int | None:

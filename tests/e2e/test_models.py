@@ -221,6 +221,9 @@ def test_a_bad_row_cap_is_refused_with_its_key():
 
     with pytest.raises(ConfigError, match=r"train.cvr.max_rows=-5"):
         train._cap(-5, "train.cvr.max_rows")
+    for bad in (0, "2", True):
+        with pytest.raises(ConfigError, match=rf"train.text_workers={bad!r}"):
+            train._workers(type("S", (), {"param": lambda self, key: bad})())
 
 
 def test_features_from_older_feature_code_are_refused_by_train_and_rebuilt_by_window(champions):

@@ -90,3 +90,45 @@ def test_weighted_ridge_is_sklearns_weighted_ridge():
     ref = Ridge(alpha=3.0, fit_intercept=False, solver="lsqr", tol=1e-10).fit(x, y - mean, sample_weight=w)
     np.testing.assert_allclose(model.coef[0], ref.coef_, atol=1e-3)
     assert model.intercept[0] == pytest.approx(mean)
+
+
+def _die(rows, strength):  # a fit worker killed mid-fit (out of memory, a signal)
+    import os
+
+    os._exit(9)
+
+
+def test_fits_fall_back_to_this_process_when_the_workers_die(monkeypatch, caplog):
+    import jobcast.models.text_model as tm
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    counts = terms_matrix([[int(c)] + list(rng.integers(10, 300, 8)) for c in y], 1 << 10)
+    serial = fit_out_of_fold("classifier", counts, y, strength=1.0, labels=list("abc"), jobs=1, folds=3)
+    monkeypatch.setattr(tm, "PROCESS_MIN_TERMS", 0)
+    monkeypatch.setattr(tm, "_worker_fit", _die)  # the pool pickles it by name: workers import this module
+    with caplog.at_level("WARNING", logger="jobcast.models.text_model"):
+        oof, model = fit_out_of_fold("classifier", counts, y, strength=1.0, labels=list("abc"), jobs=2, folds=3)
+    assert "fit workers failed" in caplog.text
+    np.testing.assert_array_equal(oof, serial[0])
+    np.testing.assert_array_equal(model.coef, serial[1].coef)
+
+
+def test_a_killed_trainings_work_dir_is_removed_and_a_running_ones_kept(monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import jobcast.models.text_model as tm
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{tm.WORK_PREFIX}{int(gone.stdout)}-abc"
+    live = tmp_path / f"{tm.WORK_PREFIX}{os.getppid()}-def"  # the process that started pytest: running
+    other = tmp_path / f"{tm.WORK_PREFIX}notapid"
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / "data.npy").write_bytes(b"x")
+    tm._remove_stale_directories()
+    assert not dead.exists() and live.exists() and other.exists()

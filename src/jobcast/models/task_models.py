@@ -170,7 +170,8 @@ def stack(schema: FeatureSchema, df: pd.DataFrame, params: dict[str, Any], specs
         t0 = time.monotonic()
         oof, model = fit_out_of_fold(spec["kind"], counts, spec["y"], strength=strength,
                                      folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
-                                     groups=spec.get("groups"), weight=spec.get("weight"), labels=spec.get("labels"))
+                                     groups=spec.get("groups"), weight=spec.get("weight"), labels=spec.get("labels"),
+                                     jobs=params.get("text_workers"))
         log.info("text model %s (%s): %d rows x %d terms, out of fold in %.1fs", name, spec["kind"], counts.shape[0],
                  counts.shape[1], time.monotonic() - t0)
         if "expand" in spec:

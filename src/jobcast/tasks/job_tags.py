@@ -115,7 +115,8 @@ class JobTags(Task):
                     Y[i, index[t]] = 1.0
         counts = schema.text_counts(df)
         oof, text = fit_out_of_fold("regressor", counts, Y, strength=params.get("text_alpha", 1.0),
-                                    folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)))
+                                    folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
+                                    jobs=params.get("text_workers"))
         X = self._long(schema.dense(df), oof, k)
         width = len(schema.numeric) + len(schema.categorical)
         categorical = [*schema.categorical_indices, width + k]
