@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import inspect
 import json
@@ -30,6 +31,7 @@ MIN_HOLDOUT = 30
 MIN_TRAIN = 200
 HOLDOUT = task_models.HOLDOUT
 SAMPLE_WEIGHT = task_models.SAMPLE_WEIGHT  # 1 / the kept fraction of the row's part (training or holdout)
+PART = "_jc_part"  # the part (train, holdout) of a collected row
 
 
 def window_partitions(ctx: RunContext, window_days: int) -> tuple[list[Path], dict[str, str], dict]:
@@ -75,16 +77,21 @@ class TrainingData:
     sampling: dict            # per part: rows in the window, rows kept, the kept fraction
 
 
-def _collect(rows, path):
-    """The rows as one Arrow table in this process, through Parquet files Spark writes task by task: unlike
-    toArrow(), which holds every task's serialised result in the JVM heap at once, the heap needed does not
-    grow with the sample (a 2M-row cvr sample ran a 4 GB heap out of memory that way)."""
-    import pyarrow.parquet as pq
+def _collect(rows, path: Path, by: str):
+    """Writes the rows as Parquet under path and returns a function that reads the rows of one value of column
+    `by` as an Arrow table, batch by batch (without `by`; empty when it has none). Spark writes task by task:
+    unlike toArrow(), which holds every task's serialised result in the JVM heap at once, the heap needed does
+    not grow with the sample (a 2M-row cvr sample ran a 4 GB heap out of memory that way)."""
+    import pyarrow.dataset as ds
 
     rows.write.mode("overwrite").parquet(str(path))
-    if not any(Path(path).glob("*.parquet")):  # no rows, no part files: the (empty) schema from Spark
-        return rows.toArrow()
-    return pq.read_table(path, schema=rows.limit(0).toArrow().schema)  # Spark's own Arrow types, as toArrow() gave
+    schema = rows.limit(0).toArrow().schema  # Spark's own Arrow types, as toArrow() gave
+    columns = [c for c in schema.names if c != by]
+    files = sorted(str(f) for f in path.glob("*.parquet"))  # none when there are no rows
+    # Small batches, little read-ahead: a batch holds its rows' terms, and the other part's rows are read and dropped.
+    return lambda value: (ds.dataset(files, schema=schema).to_table(columns=columns, filter=ds.field(by) == value,
+                                                                    batch_size=8192, batch_readahead=2, fragment_readahead=1)
+                          if files else schema.empty_table().select(columns))
 
 
 def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: int, *, max_rows: int | None = None,
@@ -100,41 +107,55 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
     posting_day task's training rows are drawn by posting, on a hash of (job_id, seed), all of a drawn posting's
     days together: drawn by (posting, day), a capped sample of a big board touched nearly every posting, and the
     text model's rows (one per posting) grew with the board instead of with the cap."""
-    from pyspark.sql import functions as F
-
     from pyspark import StorageLevel
+    from pyspark.sql import DataFrame
+    from pyspark.sql import functions as F
 
     from jobcast.tasks.base import newest_days
 
     paths, versions, text = window_partitions(ctx, window_days)
-    # Cached on disk, not in the heap: the window's rows (text terms included) outgrow any fixed heap on a big
-    # board, and the three scans below read them back at disk speed.
-    frame = window_frame(ctx, task, paths, holdout_days).persist(StorageLevel.DISK_ONLY)
+    # The rows are built and drawn without the text terms, which are most of a feature row's bytes: Spark prunes
+    # the column from every scan, join and cache of the draw. Only the kept rows' terms are then picked from the
+    # partitions by a broadcast semi-join on (job_id, logical_date), so no stage shuffles or caches the terms of a
+    # row it does not keep. (Carried through cvr's join with the day's events, they made a shuffle and a disk
+    # cache of every (posting, day) row's terms: about 60 GB at 1M open postings.)
+    whole = window_frame(ctx, task, paths, holdout_days)
+    columns = [c for c in whole.columns if c != HOLDOUT] + [SAMPLE_WEIGHT]  # collected in the window's order
+    # Cached once (spilling to disk when the heap is short): the counts and both parts' draws read it.
+    frame = whole.drop(TERMS).persist(StorageLevel.MEMORY_AND_DISK)
+    per_posting = tasks.get(task).unit == "posting_day"
     staging = ctx.settings.data_dir / f".tmp-train-{task}-{uuid.uuid4().hex[:8]}"
     try:
         counts = {bool(r[HOLDOUT]): int(r["count"]) for r in frame.groupBy(HOLDOUT).count().collect()}
-        out, sampling = {}, {}
+        kept, wanted, sampling = [], [], {}
         for part, cap in (("train", max_rows), ("holdout", max_holdout_rows)):
             n = counts.get(part == "holdout", 0)
             fraction = 1.0 if not cap or n <= cap else cap / n
             rows = frame.where(F.col(HOLDOUT) == (part == "holdout")).drop(HOLDOUT)
-            per_posting = tasks.get(task).unit == "posting_day" and part == "train"
+            by_posting = per_posting and part == "train"
             if fraction < 1.0:
-                keys = ["job_id"] if per_posting else ["job_id", "logical_date"]
+                keys = ["job_id"] if by_posting else ["job_id", "logical_date"]
                 u = F.pmod(F.xxhash64(*keys, F.lit(seed)), F.lit(1 << 31)) / float(1 << 31)
                 rows = rows.where(u < fraction)
-            rows = rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction))
-            if per_posting:  # terms on the newest sampled row only
-                newest = newest_days(rows).withColumnRenamed("logical_date", "_jc_newest")
-                rows = rows.join(F.broadcast(newest), "job_id").select(*[
-                    F.when(F.col("logical_date") == F.col("_jc_newest"), F.col(c)).alias(c) if c == TERMS else F.col(c)
-                    for c in rows.columns])
-            table = _collect(rows, staging / part)
+            kept.append(rows.withColumn(SAMPLE_WEIGHT, F.lit(1.0 / fraction)).withColumn(PART, F.lit(part)))
+            # The rows whose terms are kept: cvr's training rows keep them on each posting's newest sampled row.
+            wanted.append(newest_days(rows) if by_posting else rows.select("job_id", "logical_date"))
+            sampling[part] = {"window_rows": n, "rows": None, "fraction": fraction, "cap": cap}
+        keys = functools.reduce(DataFrame.unionByName, wanted).distinct()
+        terms = (ctx.spark().read.parquet(*[str(p) for p in paths]).select("job_id", "logical_date", TERMS)
+                 .join(F.broadcast(keys), ["job_id", "logical_date"], "left_semi"))
+        # Both parts in one join and one write.
+        rows = (functools.reduce(DataFrame.unionByName, kept).join(terms, ["job_id", "logical_date"], "left")
+                .select(*columns, PART))
+        read = _collect(rows, staging, PART)
+        out = {}
+        for part in sampling:
+            table = read(part)
             pdf = table.to_pandas() if table.num_rows else table.schema.empty_table().to_pandas()
             del table
             # Spark's partitioning is not an order: sort, so the same rows always train the same model.
             out[part] = pdf.sort_values(["logical_date", "job_id"], kind="stable", ignore_index=True)
-            sampling[part] = {"window_rows": n, "rows": int(len(pdf)), "fraction": fraction, "cap": cap}
+            sampling[part]["rows"] = int(len(pdf))
     finally:
         frame.unpersist()
         shutil.rmtree(staging, ignore_errors=True)

@@ -214,6 +214,14 @@ def test_training_rows_are_sampled_in_spark_to_the_cap_deterministically_with_un
     newest = seen.groupby("job_id")["logical_date"].max()
     both = pd.concat([cat.train, cat.holdout])
     assert (both["logical_date"].to_numpy() == newest[both["job_id"]].to_numpy()).all()
+    # The terms, joined to the sampled rows after the draw, are those of the row's own day.
+    src = pd.concat([pq.read_table(p, columns=["job_id", "logical_date", "text_terms"]).to_pandas() for p in paths])
+    src = src.set_index(["job_id", "logical_date"])["text_terms"]
+    for rows in (cat.train, cat.holdout, with_text):
+        assert rows["text_terms"].notna().all()
+        for job, day, terms in rows[["job_id", "logical_date", "text_terms"]].head(300).itertuples(index=False):
+            assert list(terms) == list(src[(job, day)])
+    assert list(cat.train.columns) == [*pq.ParquetDataset(paths[0]).schema.names, "sample_weight"]  # the window's order
 
 
 def test_a_bad_row_cap_is_refused_with_its_key():

@@ -18,7 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-TERMS = "text_terms"  # the features column: a Spark ML SparseVector of hashed term counts
+TERMS = "text_terms"  # the features column: the hashed term ids of the text, one per occurrence (array<int>)
 TOKENS = "_jc_tokens"
 
 
