@@ -132,3 +132,15 @@ def test_a_killed_trainings_work_dir_is_removed_and_a_running_ones_kept(monkeypa
         (d / "data.npy").write_bytes(b"x")
     tm._remove_stale_directories()
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_rows_scaled_block_by_block_equal_rows_scaled_at_once():
+    from jobcast.models.text_model import _scale_rows
+
+    counts = _counts(50).astype(np.float64)
+    factor = np.random.default_rng(4).random(50)
+    expected = counts.data * np.repeat(factor, np.diff(counts.indptr))
+    for rows in (1, 7, 50, 8192):
+        x = counts.copy()
+        _scale_rows(x, factor, rows=rows)
+        np.testing.assert_array_equal(x.data, expected)  # the same products, bit for bit

@@ -47,6 +47,9 @@ def terms_matrix(lists, num_features: int):
     return m
 
 
+CHUNK = 1 << 22  # stored terms per slice of an elementwise pass over a matrix (16-32 MB of temporaries)
+
+
 @dataclass
 class Tfidf:
     columns: np.ndarray  # term ids kept (seen in training)
@@ -88,7 +91,9 @@ class Tfidf:
             columns, values = columns[kept], np.log(counts.data[kept], dtype=dtype)
         del kept
         values += 1.0
-        values *= self.idf.astype(dtype, copy=False)[columns]
+        idf = self.idf.astype(dtype, copy=False)
+        for start in range(0, len(values), CHUNK):  # idf gathered a slice at a time: no second array of values' size
+            values[start:start + CHUNK] *= idf[columns[start:start + CHUNK]]
         x = sp.csr_matrix((values, columns, indptr), shape=(len(indptr) - 1, len(self.columns)))
         if x.shape[0]:  # sklearn refuses an empty matrix
             x = normalize(x, norm="l2", copy=False)
@@ -174,11 +179,19 @@ def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: 
         # shrank alpha ~20x, overfitted and took CG minutes to converge). Weighted least squares is least squares
         # of sqrt(w) x and sqrt(w) y.
         root = np.sqrt(np.asarray(weight, dtype=float) / max(float(np.mean(weight)), 1e-12))
-        x.data *= np.repeat(root, np.diff(x.indptr))
+        _scale_rows(x, root)
         target = target * root[:, None]
     # LSQR: 2-5x fewer products than CG here. copy_X=False: x is this fit's own (a copy was 8-12 bytes a term).
     reg = Ridge(alpha=strength, fit_intercept=False, solver="lsqr", tol=1e-4, copy_X=False).fit(x, target)
     return TextModel(kind, tfidf, reg.coef_.reshape(y2.shape[1], -1).astype(np.float32), np.asarray(mean, dtype=float))
+
+
+def _scale_rows(x, factor: np.ndarray, rows: int = 8192) -> None:
+    """x's row i times factor[i], in place, a block of rows at a time (np.repeat over every stored term made a
+    second array of the matrix's values)."""
+    for r0 in range(0, x.shape[0], rows):
+        r1 = min(r0 + rows, x.shape[0])
+        x.data[x.indptr[r0]:x.indptr[r1]] *= np.repeat(factor[r0:r1], np.diff(x.indptr[r0:r1 + 1]))
 
 
 def _fit_score(kind: str, scores: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> float:
