@@ -51,8 +51,20 @@ def test_the_strength_chosen_on_one_fold_gives_what_fitting_that_strength_alone_
 
     # A regressor whose target is noise: the strongest regularisation wins (scored by squared error).
     target = rng.normal(size=n)
-    _, ridge = fit_out_of_fold("regressor", counts, target, strength=[1e-3, 1e3], groups=groups)
+    oof, ridge = fit_out_of_fold("regressor", counts, target, strength=[1e-3, 1e3], groups=groups)
     assert ridge.strength == 1e3
+    # The grid's fits share one design (the TF-IDF matrix): each equals fitting its strength alone, weighted too.
+    alone_oof, alone = fit_out_of_fold("regressor", counts, target, strength=1e3, groups=groups)
+    np.testing.assert_array_equal(oof, alone_oof)
+    np.testing.assert_array_equal(ridge.coef, alone.coef)
+    views = rng.integers(1, 50, n).astype(float)
+    for jobs in (1, 2):
+        oof, ridge = fit_out_of_fold("regressor", counts, y.astype(float), strength=[0.1, 1.0, 10.0], groups=groups,
+                                     weight=views, jobs=jobs)
+        alone_oof, alone = fit_out_of_fold("regressor", counts, y.astype(float), strength=ridge.strength, groups=groups,
+                                           weight=views, jobs=jobs)
+        np.testing.assert_array_equal(oof, alone_oof)
+        np.testing.assert_array_equal(ridge.coef, alone.coef)
 
 
 def test_classifier_fits_are_reproducible_in_worker_processes(monkeypatch):

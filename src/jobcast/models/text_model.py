@@ -146,6 +146,8 @@ def softmax(s: np.ndarray) -> np.ndarray:
 def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: np.ndarray | None, labels: list[str],
              strength: float) -> TextModel:
     """The model of counts' `rows` (None: all of them)."""
+    if kind == "regressor":
+        return _ridge_solve(_ridge_design(counts, rows, y, weight), strength)
     if rows is not None:
         counts, y, weight = counts[rows], y[rows], None if weight is None else weight[rows]
     tfidf = Tfidf.fit(counts)
@@ -165,8 +167,15 @@ def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: 
         else:
             coef[present], intercept[present] = clf.coef_, clf.intercept_
         return TextModel(kind, tfidf, coef, intercept, labels)
-    from sklearn.linear_model import Ridge
+    raise ModelError(f"text model kind {kind!r}: expected classifier or regressor")
 
+
+def _ridge_design(counts, rows: np.ndarray | None, y: np.ndarray, weight: np.ndarray | None) -> tuple:
+    """What a ridge fit of counts' `rows` solves, for any strength: the TF-IDF, its matrix (scaled by sqrt(weight)),
+    the centred target and its mean. The fits of a strength grid share one."""
+    if rows is not None:
+        counts, y, weight = counts[rows], y[rows], None if weight is None else weight[rows]
+    tfidf = Tfidf.fit(counts)
     # float64 when weighted: the rows are scaled by sqrt(weight) in place, in the precision Ridge's own rescaling
     # (a float64 copy of the whole matrix) used.
     x = tfidf.transform(counts, dtype=np.float32 if weight is None else np.float64)
@@ -181,9 +190,18 @@ def _fit_one(kind: str, counts, rows: np.ndarray | None, y: np.ndarray, weight: 
         root = np.sqrt(np.asarray(weight, dtype=float) / max(float(np.mean(weight)), 1e-12))
         _scale_rows(x, root)
         target = target * root[:, None]
-    # LSQR: 2-5x fewer products than CG here. copy_X=False: x is this fit's own (a copy was 8-12 bytes a term).
+    return tfidf, x, target, mean
+
+
+def _ridge_solve(design: tuple, strength: float) -> TextModel:
+    """The ridge model of a design at one strength. LSQR only reads the matrix, so fits may share it."""
+    from sklearn.linear_model import Ridge
+
+    tfidf, x, target, mean = design
+    # LSQR: 2-5x fewer products than CG here. copy_X=False: the matrix is the design's own (a copy was 8-12 bytes a term).
     reg = Ridge(alpha=strength, fit_intercept=False, solver="lsqr", tol=1e-4, copy_X=False).fit(x, target)
-    return TextModel(kind, tfidf, reg.coef_.reshape(y2.shape[1], -1).astype(np.float32), np.asarray(mean, dtype=float))
+    return TextModel("regressor", tfidf, reg.coef_.reshape(target.shape[1], -1).astype(np.float32),
+                     np.asarray(mean, dtype=float))
 
 
 def _scale_rows(x, factor: np.ndarray, rows: int = 8192) -> None:
@@ -256,6 +274,7 @@ class _Fits:
 
     def __init__(self, kind: str, counts, y: np.ndarray, weight: np.ndarray | None, labels: list[str], jobs: int):
         self.one = lambda rows, strength: _fit_one(kind, counts, rows, y, weight, labels, strength)
+        self.design = (lambda rows: _ridge_design(counts, rows, y, weight)) if kind == "regressor" else None
         self.pool, self.directory = None, None
         if jobs > 1 and kind == "regressor":
             self.pool = ThreadPoolExecutor(max_workers=jobs)
@@ -290,6 +309,16 @@ class _Fits:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
             return self.map(pairs)
+
+    def grid(self, rows: np.ndarray | None, strengths: list[float]) -> list[TextModel]:
+        """The fits of one set of rows at several strengths. A regressor's share one design (its TF-IDF matrix), so
+        the grid holds one matrix, not one per fit running at once; each gives what fitting it alone gives."""
+        if self.design is None:
+            return self.map([(rows, c) for c in strengths])
+        design = self.design(rows)
+        if self.pool is None:
+            return [_ridge_solve(design, c) for c in strengths]
+        return list(self.pool.map(lambda c: _ridge_solve(design, c), strengths))
 
     def __enter__(self) -> "_Fits":
         return self
@@ -338,7 +367,7 @@ def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[
     with _Fits(kind, counts, y, weight, labels, max(1, min(jobs, folds + 1))) as fits:
         if len(grid) > 1:
             held = np.flatnonzero(fold == 0)
-            trials = fits.map([(rows_of(0), c) for c in grid])
+            trials = fits.grid(rows_of(0), grid)
             scores = [_fit_score(kind, m.scores(counts[held]), y[held], None if weight is None else weight[held])
                       for m in trials]
             best = int(np.argmax(scores))  # the first best (the grid's order breaks ties)
