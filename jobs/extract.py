@@ -1,8 +1,16 @@
 """extract: the logical date's snapshot of the source tables to Parquet.
 
 raw/job_postings/dt=D: postings open at the end of D. raw/events/dt=D: events from features.event_window_days
-before D to the end of D, so every date's features and labels come from its own snapshot (a backfill of any
-date needs nothing from other dates' runs).
+before D to the end of D, one file per day of events (events-YYYY-MM-DD.parquet), so every date's features and
+labels come from its own snapshot (a backfill of any date needs nothing from other dates' runs).
+
+Events are facts that do not change once their day is over, so a day's snapshot reads only its own day's
+events from the source when the day before has a snapshot of the same window: the older days' files are hard
+links to that snapshot's (the same bytes, stored once; a copy where the filesystem has no hard links). A big
+board's snapshot thus costs one day of events to read and store, not features.event_window_days + 1 days.
+The price: an event that reaches the source after its day's snapshot was taken is not seen by later days
+(`--refresh` re-reads the whole window from the source). A first snapshot, a day whose previous day has none
+(a backfill out of order), and --refresh read the whole window.
 
 A snapshot is immutable once taken. The source tables are mutable (an employer edits a category on day 20),
 so re-extracting day 5 on day 20 would leak day 20's values into day 5's features. An existing snapshot is
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import uuid
 from contextlib import ExitStack
@@ -99,6 +108,65 @@ class _PostingChecks:
                                  "every prediction)")
         if self.dupes:
             raise InputDataError(f"{where}: {self.dupes} duplicate job_id values (e.g. job_id={self.example}); expected job_id unique")
+
+
+EVENT_GROUP_ROWS = 1 << 17  # events buffered per day before they are written as one Parquet row group
+
+
+def _micros(t: dt.datetime) -> int:
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+
+
+def _write_event_days(tmp, schema: pa.Schema, batches, *, days: list[dt.date], tz: str, taken_from: dt.datetime,
+                      link_from) -> dict:
+    """The events snapshot as one file per day (event_file): the days from `taken_from` on from `batches` (the
+    source's rows, routed by their day in the board's timezone, in bounded memory: at most EVENT_GROUP_ROWS
+    rows buffered per day), the earlier ones linked from `link_from`'s files. Every day gets a file, an empty
+    one for a day without events. Returns the manifest's {"days": {day: rows}, "linked_from": day or None}."""
+    bounds = [day_bounds(d, tz) for d in days]
+    edges = np.array([_micros(s) for s, _ in bounds] + [_micros(bounds[-1][1])], dtype=np.int64)
+    taken = [i for i, (s, _) in enumerate(bounds) if s >= taken_from]
+    counts = dict.fromkeys(taken, 0)
+    buffers: dict[int, list] = {i: [] for i in taken}
+    writers: dict[int, pq.ParquetWriter] = {}
+
+    def flush(i: int) -> None:
+        if i not in writers:
+            writers[i] = pq.ParquetWriter(tmp / event_file(days[i]), schema, compression="zstd")
+        if buffers[i]:
+            writers[i].write_table(pa.Table.from_batches(buffers[i], schema))
+            buffers[i] = []
+
+    try:
+        for batch in batches:
+            ts = batch.column(batch.schema.get_field_index("occurred_at")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            idx = np.searchsorted(edges, ts, side="right") - 1
+            found = np.unique(idx)
+            if found.size and (found[0] < 0 or found[-1] >= len(days) or not set(found.tolist()) <= set(taken)):
+                raise JobcastError(f"events snapshot: the source returned events outside {days[taken[0]]}..{days[-1]} "
+                                   "(sql/queries/extract_events.sql must bound occurred_at by its parameters)")
+            for i in found.tolist():
+                part = batch if found.size == 1 else batch.filter(pa.array(idx == i))
+                buffers[i].append(part)
+                counts[i] += part.num_rows
+                if sum(b.num_rows for b in buffers[i]) >= EVENT_GROUP_ROWS:
+                    flush(i)
+        for i in taken:
+            flush(i)
+    finally:
+        for w in writers.values():
+            w.close()
+    out = {days[i].isoformat(): n for i, n in counts.items()}
+    if link_from is not None:
+        held = read_manifest(link_from)["days"]
+        for d in days[:taken[0]]:
+            src, dst = link_from / event_file(d), tmp / event_file(d)
+            try:
+                os.link(src, dst)  # the same bytes: stored once, hashed and archived (DVC) alike
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(src, dst)
+            out[d.isoformat()] = int(held[d.isoformat()])
+    return {"days": dict(sorted(out.items())), "linked_from": None if link_from is None else link_from.name[3:]}
 
 
 def snapshot(settings, ds: str) -> dict | None:
@@ -194,10 +262,32 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
             res.rows = int(m.get("rows") or 0)
             res.metrics.update(reused=True, mode=m.get("mode", "unknown"))
         return res
-    return _take_now(ctx, existing, sources, day_start=day_start, day_end=day_end, events_since=events_since)
+    return _take_now(ctx, existing, sources, day_start=day_start, day_end=day_end, events_since=events_since,
+                     link_from=None if refresh else _linkable(settings, ctx.logical_date, lookback))
 
 
-def _take_now(ctx: RunContext, existing, sources: dict, *, day_start, day_end, events_since) -> StepResult:
+def event_days(day: dt.date, lookback: int) -> list[dt.date]:
+    """The days of events a snapshot of `day` holds: `lookback` days before it, and the day itself."""
+    return [day - dt.timedelta(days=k) for k in range(lookback, -1, -1)]
+
+
+def event_file(day: dt.date | str) -> str:
+    return f"events-{day if isinstance(day, str) else day.isoformat()}.parquet"
+
+
+def _linkable(settings, day: dt.date, lookback: int):
+    """The events snapshot of the day before `day` when it holds every earlier day `day`'s snapshot needs, one
+    file per day (a snapshot written before files per day, or with a shorter window, does not): those files are
+    linked, and only `day`'s own events are read from the source."""
+    prev = partition(settings.data_dir, "raw", "events", date=(day - dt.timedelta(days=1)).isoformat())
+    held = read_manifest(prev).get("days") or {} if prev.is_dir() else {}
+    need = [d.isoformat() for d in event_days(day, lookback)[:-1]]
+    if all(d in held and (prev / event_file(d)).is_file() for d in need):
+        return prev
+    return None
+
+
+def _take_now(ctx: RunContext, existing, sources: dict, *, day_start, day_end, events_since, link_from=None) -> StepResult:
     settings = ctx.settings
     with timed_step("extract", ctx) as res:
         taken_at = dt.datetime.now(dt.timezone.utc)
@@ -208,17 +298,23 @@ def _take_now(ctx: RunContext, existing, sources: dict, *, day_start, day_end, e
         csv_dir.mkdir(parents=True)
         try:
             res = _take(ctx, res, csv_dir, existing=existing, taken_at=taken_at, lag_h=lag_h, mode=mode,
-                        day_start=day_start, day_end=day_end, events_since=events_since, sources=sources)
+                        day_start=day_start, day_end=day_end, events_since=events_since, sources=sources,
+                        link_from=link_from)
         finally:
             shutil.rmtree(csv_dir, ignore_errors=True)
     return res
 
 
 def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_h, mode, day_start, day_end,
-          events_since, sources: dict) -> StepResult:
+          events_since, sources: dict, link_from=None) -> StepResult:
     """Read the tables (`sources`: name -> (query, types, optional), from all_sources) in one transaction to CSV
-    files, then stream them into the snapshot's Parquet files."""
+    files, then stream them into the snapshot's Parquet files. With `link_from` (the day before's events
+    snapshot, _linkable), the events query reads only the day's own events, and the earlier days are linked."""
     settings = ctx.settings
+    tz, lookback = settings.param("run.timezone"), settings.param_number("features.event_window_days", int)
+    window_start = events_since
+    if link_from is not None:
+        events_since = day_start
     conn = connect(settings, application_name="jobcast-extract")
     try:
         # One repeatable-read snapshot for both tables, so postings and events agree.
@@ -262,7 +358,7 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
         log.warning("snapshot of %s taken %.0f h after the day ended: %s from today's source rows%s", ctx.ds, lag_h,
                     mode, "" if edited is None else f" ({edited} open postings edited since, by updated_at)")
     checks = _PostingChecks()
-    rows = {}
+    rows, extra = {}, {}
     with ExitStack() as stack:  # both partitions are written in full before either replaces its old one
         for name, (_query, types, optional) in sources.items():
             final = partition(settings.data_dir, "raw", name, date=ctx.ds)
@@ -270,18 +366,23 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
             tmp.mkdir(parents=True)
             schema, batches = _csv_batches(csv_dir / f"{name}.csv", types)
             rows[name] = 0
-            with pq.ParquetWriter(tmp / "part-00000.parquet", schema, compression="zstd") as writer:
-                for batch in batches:
-                    if name == "job_postings":
-                        checks.add(batch)
-                    writer.write_batch(batch)
-                    rows[name] += batch.num_rows
+            if name == "events":
+                extra = _write_event_days(tmp, schema, batches, days=event_days(ctx.logical_date, lookback), tz=tz,
+                                          taken_from=events_since, link_from=link_from)
+                rows[name] = sum(extra["days"].values())
+            else:
+                with pq.ParquetWriter(tmp / "part-00000.parquet", schema, compression="zstd") as writer:
+                    for batch in batches:
+                        if name == "job_postings":
+                            checks.add(batch)
+                        writer.write_batch(batch)
+                        rows[name] += batch.num_rows
             (csv_dir / f"{name}.csv").unlink()
             if name == "job_postings":
                 checks.raise_if_bad(where)  # nothing replaced: the old snapshot (if any) stays
             elif name == "events" and rows[name] == 0:
                 log.warning("%s.events has no events from %s to the end of %s: event features will be zero",
-                            settings.source_schema, events_since.date(), ctx.ds)
+                            settings.source_schema, window_start.date(), ctx.ds)
             history = []
             if existing is not None and final.is_dir():  # --refresh: keep what the replaced snapshot was
                 old = read_manifest(final)
@@ -292,7 +393,7 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
                                  "lag_hours": round(lag_h, 1), "edited_after_day_end": edited,
                                  "source_schema": settings.source_schema, "run_id": ctx.run_id,
                                  **({"refreshed": history} if history else {}),
-                                 **({"events_since": events_since} if name == "events" else {})})
+                                 **({"events_since": window_start, **extra} if name == "events" else {})})
     for name in sources:
         final = partition(settings.data_dir, "raw", name, date=ctx.ds)
         res.paths[name] = str(final)

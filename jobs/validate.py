@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import ConfigError, InputDataError, ValidationFailed
 from jobcast.sources import day_bounds
-from jobcast.storage import check_parquet, dir_hash, partition, read_manifest
+from jobcast.storage import check_parquet, dir_hash, file_digests, partition, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -91,25 +92,48 @@ def validate_raw(ctx: RunContext) -> list[dict]:
     prev = read_manifest(partition(settings.data_dir, "raw", "job_postings",
                                    date=(ctx.logical_date - dt.timedelta(days=1)).isoformat()))
     min_rows = max(1, int(prev.get("rows", 0) * settings.param_number("validate.raw.min_rows_vs_previous_day", float)))
-    events = with_seconds_before(ctx, frame(ctx, ev_dir), "occurred_at", day_end)
+    files, inherited = events_to_check(settings, ctx.logical_date, ev_dir)
+    events = with_seconds_before(ctx, frame(ctx, ev_dir, files=[ev_dir / f for f in files[1]] if inherited else None),
+                                 "occurred_at", day_end)
     max_seconds = (settings.param_number("features.event_window_days", int) + 1) * 86400
     types, mostly = board_employment_types(settings, ctx)
     return [
         _gate(ctx, "raw_job_postings", "raw_job_postings", post_dir, postings,
               {"min_rows": min_rows, "employment_types": types, "employment_types_mostly": mostly}),
-        _gate(ctx, "raw_events", "raw_events", ev_dir, events, {"max_seconds": max_seconds}),
+        _gate(ctx, "raw_events", "raw_events", ev_dir, events, {"max_seconds": max_seconds},
+              extra={"files": files[0], "checked_files": files[1], "inherited_from": inherited}),
     ]
 
 
-def frame(ctx: RunContext, path: Path, columns: list[str] | None = None):
-    """A partition to validate: a Spark DataFrame from validate.spark_min_rows rows up (GX computes its metrics in
-    Spark; a big board's tables never reach pandas), pandas below (GX on Spark pays about a Spark job per
-    expectation, seconds a suite, for tables that fit in memory many times over)."""
+def events_to_check(settings, day: dt.date, ev_dir: Path) -> tuple[tuple[dict[str, str], list[str]], str | None]:
+    """Which files of the day's events snapshot the raw gate reads: ({file: md5} of all, [files to check]) and
+    the day whose verdict vouches for the others. A file with the same name and bytes as one the day before's
+    passing raw_events verdict covered was checked there (jobs/extract.py links the older days' files), so a
+    daily gate reads one day of events, not the window. Without such a verdict (a first day, a failed or
+    missing gate the day before, a snapshot from before files per day) every file is checked."""
+    mine = file_digests(ev_dir)
+    prev_day = (day - dt.timedelta(days=1)).isoformat()
+    prev = read_verdict(settings, "raw_events", prev_day) or {}
+    vouched = prev.get("files") if prev.get("success") else None
+    if not vouched:
+        return (mine, sorted(mine)), None
+    fresh = sorted(f for f, h in mine.items() if vouched.get(f) != h)
+    if not fresh or len(fresh) == len(mine):
+        return (mine, sorted(mine)), None
+    return (mine, fresh), prev_day
+
+
+def frame(ctx: RunContext, path: Path, columns: list[str] | None = None, files: list[Path] | None = None):
+    """A partition to validate (or some of its `files`): a Spark DataFrame from validate.spark_min_rows rows up
+    (GX computes its metrics in Spark; a big board's tables never reach pandas), pandas below (GX on Spark pays
+    about a Spark job per expectation, seconds a suite, for tables that fit in memory many times over)."""
     check_parquet(path, f"rerun the step that wrote {path.parent.name}/{path.name}")
-    rows = read_manifest(path).get("rows")
+    rows = read_manifest(path).get("rows") if files is None else sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     if rows is None or int(rows) >= ctx.settings.param_number("validate.spark_min_rows", int):
-        df = ctx.spark().read.parquet(str(path))
+        df = ctx.spark().read.parquet(*(str(f) for f in files or [path]))
         return df.select(*columns) if columns else df
+    if files is not None:
+        return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]).to_pandas()
     return pq.read_table(path, columns=columns).to_pandas()
 
 

@@ -76,14 +76,22 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def dir_hash(directory: Path) -> str:
-    """md5 over (relative path, file md5) of the data files: stable across re-runs that produce the same data.
-    Files are streamed (hashlib.file_digest), so memory stays flat whatever the size of a part file."""
-    h = hashlib.md5()
+def file_digests(directory: Path) -> dict[str, str]:
+    """md5 of each data file, by path relative to the directory (what dir_hash is made of). Files are streamed
+    (hashlib.file_digest), so memory stays flat whatever the size of a part file."""
+    out = {}
     for f in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
-        h.update(str(f.relative_to(directory)).encode())
         with f.open("rb") as fh:
-            h.update(hashlib.file_digest(fh, "md5").hexdigest().encode())
+            out[str(f.relative_to(directory))] = hashlib.file_digest(fh, "md5").hexdigest()
+    return out
+
+
+def dir_hash(directory: Path) -> str:
+    """md5 over (relative path, file md5) of the data files: stable across re-runs that produce the same data."""
+    h = hashlib.md5()
+    for rel, digest in file_digests(directory).items():
+        h.update(rel.encode())
+        h.update(digest.encode())
     return h.hexdigest()
 
 
