@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import shutil
 import uuid
+from pathlib import Path
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
@@ -97,8 +98,9 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
 
     from pyspark.sql import functions as F
 
-    from jobcast.features.transforms import (FEATURES_VERSION, CleanRules, clean_postings, event_features,
-                                             events_for_day, posting_features, with_day)
+    from jobcast.features.transforms import (FEATURES_VERSION, CleanRules, clean_postings, event_counts,
+                                             event_counts_by_day, event_features, events_for_day, posting_features,
+                                             with_day)
 
     settings = ctx.settings
     text = text_spec(settings)
@@ -129,10 +131,18 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     # rows (descriptions included), so Spark prunes the rest at the Parquet reader.
     narrow, touched = clean_postings(postings, rules)
     counts = _rule_counts(touched, raws)
-    for day in days:
-        day_start, _ = day_bounds(day, tz)
-        day_events.append(events_for_day(spark.read.parquet(str(raws[day.isoformat()][1])), day, day_start))
-    events = event_features(reduce(lambda a, b: a.unionByName(b), day_events), narrow, smoothing)
+    shared = shared_event_files(raws, days) if len(days) > 1 else None
+    if shared is None:  # each day's events from its own snapshot
+        for day in days:
+            day_start, _ = day_bounds(day, tz)
+            day_events.append(events_for_day(spark.read.parquet(str(raws[day.isoformat()][1])), day, day_start))
+        per_job = event_counts(reduce(lambda a, b: a.unionByName(b), day_events))
+    else:  # the days' snapshots share their files: each day's events read once
+        log.info("features: the %d days' events snapshots share their files; %d day files read once", len(days), len(shared))
+        day_events = [spark.read.parquet(str(f)).select("job_id", "event_type", F.lit(e).cast("date").alias("event_day"))
+                      for e, f in shared.items()]
+        per_job = event_counts_by_day(reduce(lambda a, b: a.unionByName(b), day_events), narrow.select("logical_date", "job_id"))
+    events = event_features(per_job, narrow, smoothing)
     known = known_terms(ctx, days[0] - dt.timedelta(days=1), text)
     features = posting_features(kept, text, events, dedupe_text=len(days) > 1, known_terms=known)
     manifests = {}
@@ -162,6 +172,37 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifests
+
+
+def shared_event_files(raws: dict, days: list[dt.date]) -> dict[dt.date, Path] | None:
+    """{event day: file} when the days' events snapshots hold one file per day (jobs/extract.py) and every event
+    day they share is the same file in all of them (hard links: one inode), so reading each file once gives
+    every day exactly its own snapshot's events. Only the days some day's features count (before it, within
+    its EVENT_WINDOWS) are returned. None when a snapshot predates files per day, or two snapshots hold
+    different files for a day (one was re-taken: --refresh): then each day reads its own snapshot."""
+    from jobs.extract import event_file
+    from jobcast.features.transforms import EVENT_WINDOWS
+
+    wanted = {d - dt.timedelta(days=k) for d in days for k in range(1, max(EVENT_WINDOWS) + 1)}
+    found: dict[dt.date, tuple[tuple[int, int], Path]] = {}
+    for ds, (_raw, raw_events) in raws.items():
+        held = read_manifest(raw_events).get("days")
+        if not held:
+            return None
+        for e in held:
+            e_day = dt.date.fromisoformat(e)
+            if e_day not in wanted:
+                continue
+            f = raw_events / event_file(e)
+            if not f.is_file():
+                raise InputDataError(f"{f}: missing, though the snapshot's manifest lists day {e}; re-take the snapshot: "
+                                     f"`jobcast extract --date {ds} --refresh`")
+            st = f.stat()
+            ident = (st.st_dev, st.st_ino)
+            if e_day in found and found[e_day][0] != ident:
+                return None
+            found.setdefault(e_day, (ident, f))
+    return {e: f for e, (_, f) in sorted(found.items())}
 
 
 def known_terms(ctx: RunContext, day: dt.date, text):

@@ -74,15 +74,20 @@ def test_the_model_records_which_window_days_were_reconstructed(settings, champi
     assert snaps["not_point_in_time"] and snaps["not_point_in_time"][-1] == SMALL_DATE
 
 
-def test_the_windows_one_job_build_gives_each_day_what_a_one_day_build_gives(settings, generated):
-    """`jobcast window` builds the missing days together (one Spark job, each posting's text featurised once);
-    every day's partition holds the same rows and values, and the same manifest, as `jobcast features` of that
-    day alone."""
+def test_the_windows_one_job_build_gives_each_day_what_a_one_day_build_gives(settings, generated, caplog):
+    """`jobcast window` builds the missing days together (one Spark job, each posting's text featurised once,
+    each day's events read once from the files the snapshots share); every day's partition holds the same
+    rows and values, and the same manifest, as `jobcast features` of that day alone (which counts the events
+    of its own snapshot). So does a window whose snapshots no longer share files (one re-taken)."""
+    import logging
+
     from jobs import features
 
     ctx = make_ctx(settings)
-    out = window.run(ctx, days=3)
+    with caplog.at_level(logging.INFO, logger="jobs.features"):
+        out = window.run(ctx, days=3)
     assert out.metrics["built"] == 3
+    assert "the 3 days' events snapshots share their files; 30 day files read once" in caplog.text
     days = [(dt.date.fromisoformat(SMALL_DATE) - dt.timedelta(days=i)).isoformat() for i in range(3)]
     together = {ds: (features_of(settings, ds), manifest(settings, "features", ds)) for ds in days}
     for ds in days:
@@ -93,6 +98,14 @@ def test_the_windows_one_job_build_gives_each_day_what_a_one_day_build_gives(set
         assert frame.equals(together[ds][0]), ds
         drop = ("content_version",)  # the files' split differs, not their rows
         assert {k: v for k, v in m.items() if k not in drop} == {k: v for k, v in together[ds][1].items() if k not in drop}
+
+    extract.run(make_ctx(settings, days[1]), refresh=True)  # the same rows, in files of its own
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="jobs.features"):
+        assert window.run(ctx, days=3, force=True).metrics["built"] == 3
+    assert "share their files" not in caplog.text
+    for ds in days:
+        assert features_of(settings, ds).equals(together[ds][0]), ds
 
 
 def test_a_days_features_reuse_the_previous_days_text_terms_only_for_unchanged_texts(settings, generated, caplog):

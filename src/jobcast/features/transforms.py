@@ -63,22 +63,50 @@ def events_for_day(events: DataFrame, logical_date: dt.date, day_start_utc: dt.d
                     start.alias(DAY_START)))
 
 
-def event_features(events: DataFrame, postings: DataFrame, smoothing: float) -> DataFrame:
-    """Per open posting and day: views and applies over the EVENT_WINDOWS days before the logical date, and
-    apply rates of the posting, its company and its filed category over 28 days, smoothed towards the day's
-    overall rate with `smoothing` pseudo-views. `events` are events_for_day's (one day's or several days'
-    together, each from its own snapshot); `postings` carry their day (with_day)."""
+def event_counts(events: DataFrame) -> DataFrame:
+    """Views and applies per (logical_date, job_id) over the EVENT_WINDOWS days before each day, from
+    events_for_day's rows (one day's or several days' together, each from its own snapshot)."""
     aggs = []
     for w in EVENT_WINDOWS:
         inside = F.col("occurred_at") >= F.col(DAY_START) - F.expr(f"INTERVAL {w} DAYS")
         for kind in ("view", "apply"):
             aggs.append(F.sum(F.when(inside & (F.col("event_type") == kind), 1).otherwise(0)).cast("double")
                         .alias(f"{kind}s_{w}d".replace("applys", "applies")))
+    return events.groupBy("logical_date", "job_id").agg(*aggs)
+
+
+def event_counts_by_day(day_events: DataFrame, postings: DataFrame) -> DataFrame:
+    """event_counts for many days from each day's events read once: `day_events` are (job_id, event_type,
+    event_day) with every event of the window's days exactly once (files shared by the days' snapshots:
+    jobs/features.build), `postings` the (logical_date, job_id) rows to count for. Each posting's per-day
+    counts are summed over the EVENT_WINDOWS days before each of its days by a range window ordered by day:
+    a sort of (posting, day) rows, not a copy of every event for every day whose window it falls in."""
+    from pyspark.sql import Window
+
+    epoch = F.lit("1970-01-01").cast("date")
+    per_day = day_events.groupBy("job_id", "event_day").agg(
+        *(F.sum(F.when(F.col("event_type") == kind, 1).otherwise(0)).cast("double").alias(kind) for kind in ("view", "apply")))
+    rows = (per_day.select("job_id", F.datediff("event_day", epoch).alias("_jc_dn"), "view", "apply",
+                           F.lit(None).cast("date").alias("logical_date"))
+            .unionByName(postings.select("job_id", F.datediff("logical_date", epoch).alias("_jc_dn"),
+                                         F.lit(0.0).alias("view"), F.lit(0.0).alias("apply"), "logical_date")))
+    out = []
+    for w in EVENT_WINDOWS:
+        before = Window.partitionBy("job_id").orderBy("_jc_dn").rangeBetween(-w, -1)
+        for kind in ("view", "apply"):
+            out.append(F.coalesce(F.sum(kind).over(before), F.lit(0.0)).alias(f"{kind}s_{w}d".replace("applys", "applies")))
+    return rows.select("logical_date", "job_id", *out).where(F.col("logical_date").isNotNull())
+
+
+def event_features(counts: DataFrame, postings: DataFrame, smoothing: float) -> DataFrame:
+    """Per open posting and day: views and applies over the EVENT_WINDOWS days before the logical date (`counts`:
+    event_counts or event_counts_by_day), and apply rates of the posting, its company and its filed category
+    over 28 days, smoothed towards the day's overall rate with `smoothing` pseudo-views. `postings` carry their
+    day (with_day)."""
     day = ["logical_date"]
-    per_job = events.groupBy(*day, "job_id").agg(*aggs)
-    counts = [c for c in EVENT_NUMERIC if "_cvr" not in c]
+    numbers = [c for c in EVENT_NUMERIC if "_cvr" not in c]
     posts = postings.select(*day, "job_id", "company_id", F.coalesce(F.col("category"), F.lit("")).alias("category_key"))
-    base = posts.join(per_job, [*day, "job_id"], "left").fillna(0.0, subset=counts)
+    base = posts.join(counts, [*day, "job_id"], "left").fillna(0.0, subset=numbers)
     overall = base.groupBy(*day).agg((F.sum("applies_28d") / F.greatest(F.sum("views_28d"), F.lit(1.0))).alias("rate"))
     m = float(smoothing)
 
