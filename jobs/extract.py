@@ -4,13 +4,14 @@ raw/job_postings/dt=D: postings open at the end of D. raw/events/dt=D: events fr
 before D to the end of D, one file per day of events (events-YYYY-MM-DD.parquet), so every date's features and
 labels come from its own snapshot (a backfill of any date needs nothing from other dates' runs).
 
-Events are facts that do not change once their day is over, so a day's snapshot reads only its own day's
-events from the source when the day before has a snapshot of the same window: the older days' files are hard
-links to that snapshot's (the same bytes, stored once; a copy where the filesystem has no hard links). A big
-board's snapshot thus costs one day of events to read and store, not features.event_window_days + 1 days.
-The price: an event that reaches the source after its day's snapshot was taken is not seen by later days
-(`--refresh` re-reads the whole window from the source). A first snapshot, a day whose previous day has none
-(a backfill out of order), and --refresh read the whole window.
+Events are facts that do not change once their day has settled, so a day's snapshot reads from the source
+only its own day's events and those of the `extract.events_settle_days` days before it (events logged late)
+when the day before has a snapshot of the same window: the older days' files are hard links to that
+snapshot's (the same bytes, stored once; a copy where the filesystem has no hard links). A big board's
+snapshot thus reads and stores 2 days of events, not features.event_window_days + 1. The price: an event
+that reaches the source more than events_settle_days after its day is not seen (`--refresh` re-reads the
+whole window). A first snapshot, a day whose previous day has none (a backfill out of order), and --refresh
+read the whole window.
 
 A snapshot is immutable once taken. The source tables are mutable (an employer edits a category on day 20),
 so re-extracting day 5 on day 20 would leak day 20's values into day 5's features. An existing snapshot is
@@ -43,7 +44,7 @@ import pyarrow.parquet as pq
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
-from jobcast.errors import InputDataError, JobcastError, TransientError, is_transient
+from jobcast.errors import ConfigError, InputDataError, JobcastError, TransientError, is_transient
 from jobcast.sources import SOURCES, all_sources, day_bounds
 from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
 
@@ -130,12 +131,16 @@ def _write_event_days(tmp, schema: pa.Schema, batches, *, days: list[dt.date], t
     buffers: dict[int, list] = {i: [] for i in taken}
     writers: dict[int, pq.ParquetWriter] = {}
 
-    def flush(i: int) -> None:
+    def flush(i: int, last: bool = False) -> None:
+        """Write the day's buffered rows in row groups of exactly EVENT_GROUP_ROWS (the rest waits, unless
+        `last`): the same rows give the same bytes, however the source's rows were batched."""
         if i not in writers:
             writers[i] = pq.ParquetWriter(tmp / event_file(days[i]), schema, compression="zstd")
-        if buffers[i]:
-            writers[i].write_table(pa.Table.from_batches(buffers[i], schema))
-            buffers[i] = []
+        rows = pa.Table.from_batches(buffers[i], schema)
+        full = rows.num_rows if last else rows.num_rows - rows.num_rows % EVENT_GROUP_ROWS
+        if full:
+            writers[i].write_table(rows.slice(0, full).combine_chunks(), row_group_size=EVENT_GROUP_ROWS)
+        buffers[i] = rows.slice(full).to_batches()
 
     try:
         for batch in batches:
@@ -152,7 +157,7 @@ def _write_event_days(tmp, schema: pa.Schema, batches, *, days: list[dt.date], t
                 if sum(b.num_rows for b in buffers[i]) >= EVENT_GROUP_ROWS:
                     flush(i)
         for i in taken:
-            flush(i)
+            flush(i, last=True)
     finally:
         for w in writers.values():
             w.close()
@@ -262,8 +267,13 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
             res.rows = int(m.get("rows") or 0)
             res.metrics.update(reused=True, mode=m.get("mode", "unknown"))
         return res
-    return _take_now(ctx, existing, sources, day_start=day_start, day_end=day_end, events_since=events_since,
-                     link_from=None if refresh else _linkable(settings, ctx.logical_date, lookback))
+    settle = settings.param_number("extract.events_settle_days", int)
+    if not 0 <= settle <= lookback:
+        raise ConfigError(f"params.yaml extract.events_settle_days={settle}: expected 0..features.event_window_days ({lookback})")
+    link_from = None if refresh else _linkable(settings, ctx.logical_date, lookback, settle)
+    return _take_now(ctx, existing, sources, day_start=day_start, day_end=day_end,
+                     events_since=day_bounds(ctx.logical_date - dt.timedelta(days=settle), tz)[0] if link_from else events_since,
+                     link_from=link_from)
 
 
 def event_days(day: dt.date, lookback: int) -> list[dt.date]:
@@ -275,13 +285,13 @@ def event_file(day: dt.date | str) -> str:
     return f"events-{day if isinstance(day, str) else day.isoformat()}.parquet"
 
 
-def _linkable(settings, day: dt.date, lookback: int):
-    """The events snapshot of the day before `day` when it holds every earlier day `day`'s snapshot needs, one
-    file per day (a snapshot written before files per day, or with a shorter window, does not): those files are
-    linked, and only `day`'s own events are read from the source."""
+def _linkable(settings, day: dt.date, lookback: int, settle: int):
+    """The events snapshot of the day before `day` when it holds, one file per day, every day `day`'s snapshot
+    links (all but the newest settle + 1; a snapshot written before files per day, or with a shorter window,
+    does not): those files are linked, and only the newest days are read from the source."""
     prev = partition(settings.data_dir, "raw", "events", date=(day - dt.timedelta(days=1)).isoformat())
     held = read_manifest(prev).get("days") or {} if prev.is_dir() else {}
-    need = [d.isoformat() for d in event_days(day, lookback)[:-1]]
+    need = [d.isoformat() for d in event_days(day, lookback)[:-(settle + 1)]]
     if all(d in held and (prev / event_file(d)).is_file() for d in need):
         return prev
     return None
@@ -312,9 +322,7 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
     snapshot, _linkable), the events query reads only the day's own events, and the earlier days are linked."""
     settings = ctx.settings
     tz, lookback = settings.param("run.timezone"), settings.param_number("features.event_window_days", int)
-    window_start = events_since
-    if link_from is not None:
-        events_since = day_start
+    window_start = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)[0]
     conn = connect(settings, application_name="jobcast-extract")
     try:
         # One repeatable-read snapshot for both tables, so postings and events agree.

@@ -131,7 +131,7 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     # rows (descriptions included), so Spark prunes the rest at the Parquet reader.
     narrow, touched = clean_postings(postings, rules)
     counts = _rule_counts(touched, raws)
-    shared = shared_event_files(raws, days) if len(days) > 1 else None
+    shared = shared_event_files(raws) if len(days) > 1 else None
     if shared is None:  # each day's events from its own snapshot
         for day in days:
             day_start, _ = day_bounds(day, tz)
@@ -174,24 +174,25 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     return manifests
 
 
-def shared_event_files(raws: dict, days: list[dt.date]) -> dict[dt.date, Path] | None:
-    """{event day: file} when the days' events snapshots hold one file per day (jobs/extract.py) and every event
-    day they share is the same file in all of them (hard links: one inode), so reading each file once gives
-    every day exactly its own snapshot's events. Only the days some day's features count (before it, within
-    its EVENT_WINDOWS) are returned. None when a snapshot predates files per day, or two snapshots hold
-    different files for a day (one was re-taken: --refresh): then each day reads its own snapshot."""
+def shared_event_files(raws: dict) -> dict[dt.date, Path] | None:
+    """{event day: file} when the days' events snapshots hold one file per day (jobs/extract.py) and each event
+    day's features count (the EVENT_WINDOWS days before it) is the same file in every snapshot that counts it
+    (hard links: one inode), so reading each file once gives every day exactly its own snapshot's events. With
+    extract.events_settle_days 0 or 1 that holds for a window of daily snapshots. None when a snapshot
+    predates files per day, or two snapshots count different files for a day (one was re-taken: --refresh; a
+    longer settle): then each day reads its own snapshot."""
     from jobs.extract import event_file
     from jobcast.features.transforms import EVENT_WINDOWS
 
-    wanted = {d - dt.timedelta(days=k) for d in days for k in range(1, max(EVENT_WINDOWS) + 1)}
     found: dict[dt.date, tuple[tuple[int, int], Path]] = {}
     for ds, (_raw, raw_events) in raws.items():
         held = read_manifest(raw_events).get("days")
         if not held:
             return None
+        day = dt.date.fromisoformat(ds)
         for e in held:
             e_day = dt.date.fromisoformat(e)
-            if e_day not in wanted:
+            if not day - dt.timedelta(days=max(EVENT_WINDOWS)) <= e_day < day:  # not counted by this day's features
                 continue
             f = raw_events / event_file(e)
             if not f.is_file():

@@ -76,13 +76,23 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+_DIGESTS: dict[tuple, str] = {}  # (device, inode, size, mtime) -> md5: a file linked into many snapshots, or
+# hashed by several steps of one process (extract, the raw gate, features, archive), is read once
+
+
 def file_digests(directory: Path) -> dict[str, str]:
     """md5 of each data file, by path relative to the directory (what dir_hash is made of). Files are streamed
     (hashlib.file_digest), so memory stays flat whatever the size of a part file."""
     out = {}
     for f in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
-        with f.open("rb") as fh:
-            out[str(f.relative_to(directory))] = hashlib.file_digest(fh, "md5").hexdigest()
+        st = f.stat()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            if len(_DIGESTS) > 100_000:  # a long-lived process: bounded
+                _DIGESTS.clear()
+            with f.open("rb") as fh:
+                _DIGESTS[key] = hashlib.file_digest(fh, "md5").hexdigest()
+        out[str(f.relative_to(directory))] = _DIGESTS[key]
     return out
 
 

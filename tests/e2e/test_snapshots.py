@@ -143,11 +143,12 @@ def test_a_days_features_reuse_the_previous_days_text_terms_only_for_unchanged_t
     assert features_of(settings, SMALL_DATE).equals(reused)
 
 
-def test_a_days_events_snapshot_reads_its_own_day_and_links_the_earlier_days_of_the_day_before(settings, generated, conn):
-    """Events are facts: a day's snapshot reads only that day's events from the source and hard-links the
-    earlier days' files of the day before's snapshot (stored once), with the same rows a whole-window read
-    gives. The raw gate then checks only the new day's file; the day before's passing verdict vouches for the
-    linked ones. An event that reaches the source after its day's snapshot is seen only by --refresh."""
+def test_a_days_events_snapshot_reads_its_newest_days_and_links_the_older_files_of_the_day_before(settings, generated, conn):
+    """Events are facts: a day's snapshot reads from the source only its own day and the day before it
+    (extract.events_settle_days: events logged late), and hard-links the older days' files of the day before's
+    snapshot (stored once), with the same rows a whole-window read gives. The raw gate then checks only the
+    files the day before's passing verdict does not vouch for. An event that reaches the source later than
+    that is seen only by --refresh."""
     import os
 
     from jobs import validate
@@ -158,44 +159,51 @@ def test_a_days_events_snapshot_reads_its_own_day_and_links_the_earlier_days_of_
     prev = manifest(settings, "raw", DAY_BEFORE, "events")
     assert prev["linked_from"] is None and len(prev["days"]) == 29 and sum(prev["days"].values()) == first.metrics["events_rows"]
     assert sorted(p.name for p in prev_dir.glob("*.parquet")) == sorted(extract.event_file(d) for d in prev["days"])
-    # An event of the day before reaches the source late, after that day's snapshot.
+    # Two events reach the source after the day before's snapshot: one of the day before, one of the day before that.
+    late = {}
     with conn.cursor() as cur:
-        cur.execute("insert into app.events select max(event_id) + 1, 1, 1, 'view', %s from app.events",
-                    (dt.datetime.combine(day - dt.timedelta(days=1), dt.time(12), dt.timezone.utc),))
-        cur.execute("select max(event_id) from app.events")
-        late = cur.fetchone()[0]
+        for back in (1, 2):
+            cur.execute("insert into app.events select max(event_id) + 1, 1, 1, 'view', %s from app.events returning event_id",
+                        (dt.datetime.combine(day - dt.timedelta(days=back), dt.time(12), dt.timezone.utc),))
+            late[back] = cur.fetchone()[0]
 
     linked = extract.run(make_ctx(settings))
     here = partition(settings.data_dir, "raw", "events", date=SMALL_DATE)
     m = manifest(settings, "raw", SMALL_DATE, "events")
-    assert m["linked_from"] == DAY_BEFORE and list(m["days"]) == [d.isoformat() for d in extract.event_days(day, 28)]
-    for d in extract.event_days(day, 28)[:-1]:
+    days = extract.event_days(day, 28)
+    assert m["linked_from"] == DAY_BEFORE and list(m["days"]) == [d.isoformat() for d in days]
+    for d in days[:-2]:
         assert os.stat(here / extract.event_file(d)).st_ino == os.stat(prev_dir / extract.event_file(d)).st_ino
         assert m["days"][d.isoformat()] == prev["days"][d.isoformat()]
+    assert os.stat(here / extract.event_file(days[-2])).st_ino != os.stat(prev_dir / extract.event_file(days[-2])).st_ino
     rows = pq.read_table(here).to_pandas().sort_values("event_id", ignore_index=True)
-    assert len(rows) == linked.metrics["events_rows"] == sum(m["days"].values()) and late not in set(rows["event_id"])
-    ends = {d: dt.datetime.combine(d + dt.timedelta(days=1), dt.time(), dt.timezone(dt.timedelta(hours=9)))
-            for d in extract.event_days(day, 28)}
-    for d in extract.event_days(day, 28):  # each file holds its own day's events, in the board's timezone
+    assert len(rows) == linked.metrics["events_rows"] == sum(m["days"].values())
+    assert late[1] in set(rows["event_id"]) and late[2] not in set(rows["event_id"])  # settled after one day
+    ends = {d: dt.datetime.combine(d + dt.timedelta(days=1), dt.time(), dt.timezone(dt.timedelta(hours=9))) for d in days}
+    for d in days:  # each file holds its own day's events, in the board's timezone
         t = pq.read_table(here / extract.event_file(d)).column("occurred_at").to_pandas()
         assert t.empty or ((t >= ends[d] - dt.timedelta(days=1)) & (t < ends[d])).all(), d
 
-    # The raw gate reads the new day's file; the others are vouched for by the day before's passing verdict.
+    # The raw gate reads the files the day before's verdict does not vouch for: the day, and the day before
+    # (re-read with its late event: other bytes). The linked files were checked by the day before's gate.
     validate.run(make_ctx(settings, DAY_BEFORE), layer="raw")
     validate.run(make_ctx(settings), layer="raw")
     verdict = validate.read_verdict(settings, "raw_events", SMALL_DATE)
     assert verdict["success"] and verdict["inherited_from"] == DAY_BEFORE
-    assert verdict["checked_files"] == [extract.event_file(day)] and verdict["rows"] == m["days"][SMALL_DATE]
+    assert verdict["checked_files"] == [extract.event_file(d) for d in days[-2:]]
+    assert verdict["rows"] == m["days"][SMALL_DATE] + m["days"][days[-2].isoformat()]
     # Without the day before's verdict, every file is checked.
     validate.verdict_path(settings, "raw_events", DAY_BEFORE).unlink()
     validate.run(make_ctx(settings), layer="raw")
     verdict = validate.read_verdict(settings, "raw_events", SMALL_DATE)
     assert verdict["inherited_from"] is None and verdict["rows"] == len(rows) and len(verdict["checked_files"]) == 29
 
-    # --refresh reads the whole window from the source: the same rows, plus the late event.
+    # --refresh reads the whole window from the source: the same rows, plus the event that came too late.
     extract.run(make_ctx(settings), refresh=True)
     assert manifest(settings, "raw", SMALL_DATE, "events")["linked_from"] is None
     again = pq.read_table(here).to_pandas().sort_values("event_id", ignore_index=True)
-    assert again[again["event_id"] != late].reset_index(drop=True).equals(rows)
-    assert late in set(again["event_id"])
-    assert (prev_dir / extract.event_file(day - dt.timedelta(days=1))).is_file()  # the day before's files untouched
+    assert again[again["event_id"] != late[2]].reset_index(drop=True).equals(rows) and late[2] in set(again["event_id"])
+    assert (prev_dir / extract.event_file(days[-2])).is_file()  # the day before's files untouched
+    # The same rows give the same bytes, however the source's rows came in batches: a re-read day whose
+    # events did not change is vouched for by the verdict that covered it.
+    assert (here / extract.event_file(days[-4])).read_bytes() == (prev_dir / extract.event_file(days[-4])).read_bytes()
