@@ -148,8 +148,8 @@ def _write_event_days(tmp, schema: pa.Schema, batches, *, days: list[dt.date], t
             idx = np.searchsorted(edges, ts, side="right") - 1
             found = np.unique(idx)
             if found.size and (found[0] < 0 or found[-1] >= len(days) or not set(found.tolist()) <= set(taken)):
-                raise JobcastError(f"events snapshot: the source returned events outside {days[taken[0]]}..{days[-1]} "
-                                   "(sql/queries/extract_events.sql must bound occurred_at by its parameters)")
+                raise InputDataError(f"events snapshot: the source returned events outside {days[taken[0]]}..{days[-1]} "
+                                     "(sql/queries/extract_events.sql must bound occurred_at by its parameters)")
             for i in found.tolist():
                 part = batch if found.size == 1 else batch.filter(pa.array(idx == i))
                 buffers[i].append(part)
@@ -319,7 +319,8 @@ def _take(ctx: RunContext, res: StepResult, csv_dir, *, existing, taken_at, lag_
           events_since, sources: dict, link_from=None) -> StepResult:
     """Read the tables (`sources`: name -> (query, types, optional), from all_sources) in one transaction to CSV
     files, then stream them into the snapshot's Parquet files. With `link_from` (the day before's events
-    snapshot, _linkable), the events query reads only the day's own events, and the earlier days are linked."""
+    snapshot, _linkable), the events query reads only the newest days (from `events_since`), and the older
+    days' files are linked."""
     settings = ctx.settings
     tz, lookback = settings.param("run.timezone"), settings.param_number("features.event_window_days", int)
     window_start = day_bounds(ctx.logical_date - dt.timedelta(days=lookback), tz)[0]

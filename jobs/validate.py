@@ -108,8 +108,9 @@ def validate_raw(ctx: RunContext) -> list[dict]:
 def events_to_check(settings, day: dt.date, ev_dir: Path) -> tuple[tuple[dict[str, str], list[str]], str | None]:
     """Which files of the day's events snapshot the raw gate reads: ({file: md5} of all, [files to check]) and
     the day whose verdict vouches for the others. A file with the same name and bytes as one the day before's
-    passing raw_events verdict covered was checked there (jobs/extract.py links the older days' files), so a
-    daily gate reads one day of events, not the window. Without such a verdict (a first day, a failed or
+    passing raw_events verdict covered was checked there (jobs/extract.py links the older days' files, and
+    writes a re-read day without late events byte for byte the same), so a daily gate reads the newest days'
+    events, not the window. Without such a verdict (a first day, a failed or
     missing gate the day before, a snapshot from before files per day) every file is checked."""
     mine = file_digests(ev_dir)
     prev_day = (day - dt.timedelta(days=1)).isoformat()
