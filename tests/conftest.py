@@ -3,7 +3,9 @@ database per test cloned from a migrated template, a local[2] Spark session, and
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -20,7 +22,10 @@ os.environ["GX_ANALYTICS_ENABLED"] = "False"
 os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["JOBCAST_SPARK_CONF"] = "spark.sql.shuffle.partitions=2"
 # publish archives each batch's inputs to a DVC remote (jobcast.archive): never the checkout's dvc-storage/.
-os.environ.setdefault("JOBCAST_DVC_REMOTE", tempfile.mkdtemp(prefix="jobcast-test-dvc-remote-"))
+# A remote of the session's own, removed when the session ends (each run's batches took ~80 MB of /tmp).
+if "JOBCAST_DVC_REMOTE" not in os.environ:
+    os.environ["JOBCAST_DVC_REMOTE"] = tempfile.mkdtemp(prefix="jobcast-test-dvc-remote-")
+    atexit.register(shutil.rmtree, os.environ["JOBCAST_DVC_REMOTE"], True)
 
 
 # Headless Chromium as root on a closed network (background networking off: its lookups are refused anyway).
