@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
 from jobcast.errors import ConfigError, InputDataError, JobcastError, TransientError, is_transient
-from jobcast.sources import SOURCES, all_sources, day_bounds
+from jobcast.sources import SOURCES, all_sources, day_bounds, event_file  # noqa: F401 (event_file: jobs.extract.event_file)
 from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -279,10 +279,6 @@ def run(ctx: RunContext, *, refresh: bool = False) -> StepResult:
 def event_days(day: dt.date, lookback: int) -> list[dt.date]:
     """The days of events a snapshot of `day` holds: `lookback` days before it, and the day itself."""
     return [day - dt.timedelta(days=k) for k in range(lookback, -1, -1)]
-
-
-def event_file(day: dt.date | str) -> str:
-    return f"events-{day if isinstance(day, str) else day.isoformat()}.parquet"
 
 
 def _linkable(settings, day: dt.date, lookback: int, settle: int):

@@ -181,8 +181,8 @@ def shared_event_files(raws: dict) -> dict[dt.date, Path] | None:
     extract.events_settle_days 0 or 1 that holds for a window of daily snapshots. None when a snapshot
     predates files per day, or two snapshots count different files for a day (one was re-taken: --refresh; a
     longer settle): then each day reads its own snapshot."""
-    from jobs.extract import event_file
     from jobcast.features.transforms import EVENT_WINDOWS
+    from jobcast.sources import event_file
 
     found: dict[dt.date, tuple[tuple[int, int], Path]] = {}
     for ds, (_raw, raw_events) in raws.items():

@@ -22,6 +22,7 @@ from jobcast.features.text import TERMS
 from jobcast import tasks
 from jobcast.models import registry, task_models
 from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest
+from jobcast.tasks.base import SHARED_TRAIN_PARAMS
 
 from jobs.extract import provenance
 
@@ -173,6 +174,8 @@ def run(ctx: RunContext, *, task: str = "salary") -> StepResult:
     if why_not:
         raise InputDataError(f"train {task} {ctx.ds}: nothing to learn from: {why_not}")
     params = declared.train_params(settings)
+    for key in SHARED_TRAIN_PARAMS:  # checked before minutes of loading, not when a fit reads them
+        task_models.row_bound(params, key)
     window_days = int(params.get("window_days", settings.param("train.window_days")))
     holdout_days = settings.param_number("train.holdout_days", int)
     tolerance = settings.param_number("train.gate_tolerance", float)

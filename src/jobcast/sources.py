@@ -44,3 +44,8 @@ def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
     tz = ZoneInfo(timezone)
     start = dt.datetime.combine(day, dt.time(), tz)
     return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
+
+
+def event_file(day: dt.date | str) -> str:
+    """The file of one day's events (in run.timezone) in an events snapshot (jobs/extract.py)."""
+    return f"events-{day if isinstance(day, str) else day.isoformat()}.parquet"

@@ -84,3 +84,31 @@ def test_the_cli_offers_exactly_the_declared_tasks():
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--date", "2026-10-30", "--task", "nope"])
     assert parser.parse_args(["run", "--date", "2026-10-30"]).tasks == list(tasks.names())
+
+
+def test_shared_training_bounds_reach_every_task_and_a_tasks_own_value_wins(monkeypatch, tmp_path):
+    import lightgbm as lgb
+    import numpy as np
+
+    from jobcast import tasks
+    from jobcast.models import task_models as tm
+
+    override = tmp_path / "bounds.yaml"
+    override.write_text("train:\n  text_max_rows: 5000\n  category:\n    text_max_rows: 9000\n", encoding="utf-8")
+    monkeypatch.setenv("JOBCAST_PARAMS_OVERRIDE", str(override))
+    s = Settings.load(REPO)
+    assert tasks.get("salary").train_params(s)["text_max_rows"] == 5000
+    assert tasks.get("category").train_params(s)["text_max_rows"] == 9000
+    assert tasks.get("cvr").train_params(s)["refit_max_rows"] == s.param("train.refit_max_rows")
+    for bad in (0, 999, "2", True, 1.5):
+        with pytest.raises(ConfigError, match=rf"train.text_max_rows .*= {bad!r}"):
+            tm.row_bound({"text_max_rows": bad}, "text_max_rows")
+    # The refit: only with refit_on_all_rows, and only up to refit_max_rows rows.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 3)), rng.normal(size=2000)
+    p = {"objective": "regression", "verbosity": -1, "num_threads": 1}
+    stopped = lgb.train(p, lgb.Dataset(X[:1800], y[:1800]), num_boost_round=3)
+    assert tm.refit_booster(p, X, [], y, stopped, {"refit_on_all_rows": True, "refit_max_rows": 1999}) is stopped
+    assert tm.refit_booster(p, X, [], y, stopped, {"refit_on_all_rows": False, "refit_max_rows": None}) is stopped
+    refit = tm.refit_booster(p, X, [], y, stopped, {"refit_on_all_rows": True, "refit_max_rows": 2000})
+    assert refit is not stopped and refit.current_iteration() == 3

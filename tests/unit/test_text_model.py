@@ -156,3 +156,37 @@ def test_rows_scaled_block_by_block_equal_rows_scaled_at_once():
         x = counts.copy()
         _scale_rows(x, factor, rows=rows)
         np.testing.assert_array_equal(x.data, expected)  # the same products, bit for bit
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_a_text_model_bounded_by_max_rows_learns_from_a_sample_and_scores_the_other_rows_out_of_sample(kind):
+    rng = np.random.default_rng(3)
+    n, bound = 900, 400
+    y = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    counts = terms_matrix([[int(c), 10 + int(rng.integers(0, 200))] for c in y], 1 << 10)
+    groups = rng.integers(0, 300, n)  # whole groups are drawn: a posting's rows stay together
+    target = y if kind == "classifier" else y.astype(float) + rng.normal(scale=0.1, size=n)
+    weight = None if kind == "classifier" else rng.integers(1, 9, n).astype(float)
+    labels = ["a", "b", "c"] if kind == "classifier" else None
+    oof, model = fit_out_of_fold(kind, counts, target, strength=1.0, groups=groups, weight=weight, labels=labels,
+                                 max_rows=bound)
+    # The same sample, fitted alone, gives the same model and the same out-of-fold scores of its rows.
+    from jobcast.models.text_model import sample_rows
+
+    sample = sample_rows(n, bound, groups, 7)
+    assert 0 < len(sample) <= bound and len(np.unique(sample)) == len(sample)
+    drawn = np.isin(groups, groups[sample])
+    assert np.array_equal(np.flatnonzero(drawn), sample)  # every row of a drawn group, none of the others
+    pick = (lambda a: None if a is None else a[sample])
+    alone_oof, alone = fit_out_of_fold(kind, counts[sample], target[sample], strength=1.0, groups=groups[sample],
+                                       weight=pick(weight), labels=labels)
+    np.testing.assert_array_equal(model.coef, alone.coef)
+    np.testing.assert_array_equal(oof[sample], alone_oof)
+    # The rows outside the sample: the whole-sample model's scores (it never saw them).
+    rest = np.flatnonzero(~drawn)
+    np.testing.assert_allclose(oof[rest], model.scores(counts[rest]))
+    # Without a bound, or a bound above the rows, every row is learnt from.
+    unbounded, _ = fit_out_of_fold(kind, counts, target, strength=1.0, groups=groups, weight=weight, labels=labels)
+    same, _ = fit_out_of_fold(kind, counts, target, strength=1.0, groups=groups, weight=weight, labels=labels,
+                              max_rows=n)
+    np.testing.assert_array_equal(unbounded, same)

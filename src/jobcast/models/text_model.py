@@ -332,10 +332,28 @@ class _Fits:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def sample_rows(n: int, max_rows: int, groups: np.ndarray | None, seed: int) -> np.ndarray:
+    """Sorted positions of at most max_rows of n rows, drawn at random (seeded), whole groups at a time."""
+    rng = np.random.default_rng([seed, 1])
+    if groups is None:
+        return np.sort(rng.choice(n, size=max_rows, replace=False))
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    sizes = np.bincount(g)
+    order = rng.permutation(len(sizes))
+    taken = order[np.cumsum(sizes[order]) <= max_rows]
+    return np.flatnonzero(np.isin(g, taken))
+
+
 def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[float], folds: int = 5, seed: int = 7,
                     groups: np.ndarray | None = None, weight: np.ndarray | None = None,
-                    labels: list[str] | None = None, jobs: int | None = None) -> tuple[np.ndarray, TextModel]:
+                    labels: list[str] | None = None, jobs: int | None = None,
+                    max_rows: int | None = None) -> tuple[np.ndarray, TextModel]:
     """Out-of-fold scores of every row and the model fitted on all rows.
+
+    With max_rows below the rows' number, the model learns from a random sample of max_rows rows (whole groups):
+    the sample's rows get out-of-fold scores, the others the scores of the model fitted on the whole sample,
+    which never saw them either. A fit's time and memory follow its rows, so this bounds them on a big board
+    (train.text_max_rows), whatever rows the booster is given.
 
     kind "classifier": y holds class codes into `labels`; "regressor": y is the target. `groups` keeps the rows
     of one group (a posting) in one fold. `strength` is LinearSVC's C or ridge's alpha. Given a list, each value
@@ -347,6 +365,22 @@ def fit_out_of_fold(kind: str, counts, y: np.ndarray, *, strength: float | list[
     grid = [float(x) for x in strength] if isinstance(strength, (list, tuple)) else [float(strength)]
     if kind not in ("classifier", "regressor"):
         raise ModelError(f"text model kind {kind!r}: expected classifier or regressor")
+    if max_rows is not None and counts.shape[0] > max_rows:
+        keep = sample_rows(counts.shape[0], int(max_rows), groups, seed)
+        pick = (lambda a: None if a is None else np.asarray(a)[keep])
+        oof_kept, model = fit_out_of_fold(kind, counts[keep], pick(y), strength=strength, folds=folds, seed=seed,
+                                          groups=pick(groups), weight=pick(weight), labels=labels, jobs=jobs)
+        oof = np.empty((counts.shape[0], oof_kept.shape[1]))
+        oof[keep] = oof_kept
+        rest = np.ones(counts.shape[0], dtype=bool)
+        rest[keep] = False
+        rest = np.flatnonzero(rest)
+        for r0 in range(0, len(rest), 65536):  # the TF-IDF rows of a slice at a time
+            part = rest[r0:r0 + 65536]
+            oof[part] = model.scores(counts[part])
+        log.info("text model %s: learnt from %d of %d rows (max_rows); the others scored by the model of all %d",
+                 kind, len(keep), counts.shape[0], len(keep))
+        return oof, model
     labels = list(labels or [])
     jobs = jobs or os.cpu_count() or 1
     n = counts.shape[0]

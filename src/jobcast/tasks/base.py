@@ -37,6 +37,11 @@ class Source:
     types: dict[str, str]    # column -> "integer", "text" or "timestamptz"
 
 
+# Training params every task takes from train.<key> unless its own params set them (jobcast.models.task_models):
+# the rows a text model learns from, and the rows above which a booster is not refitted on all of them.
+SHARED_TRAIN_PARAMS = ("text_max_rows", "refit_max_rows")
+
+
 @dataclass(frozen=True)
 class Quality:
     """The live batch against the generator's truth (`jobcast run` prints it; schema truth exists only on a
@@ -78,7 +83,8 @@ class Task:
         return f"train.{self.name}"
 
     def train_params(self, settings) -> dict[str, Any]:
-        """default_params with params.yaml's params_key merged over them (key by key)."""
+        """The shared train.<key> of SHARED_TRAIN_PARAMS, then default_params, then params.yaml's params_key
+        merged over them (key by key): a task may set its own text_max_rows."""
         from jobcast.errors import ConfigError
 
         try:
@@ -89,7 +95,13 @@ class Task:
             configured = {}
         if not isinstance(configured, dict):
             raise ConfigError(f"params.yaml: {self.params_key} = {configured!r}: expected a mapping of training params")
-        return {**self.default_params, **configured}
+        shared = {}
+        for key in SHARED_TRAIN_PARAMS:
+            try:
+                shared[key] = settings.param(f"train.{key}")
+            except ConfigError:  # a params.yaml from before the key: no bound
+                shared[key] = None
+        return {**shared, **self.default_params, **configured}
 
     @property
     def qualified_view(self) -> str:

@@ -57,8 +57,7 @@ class Category(Task):
         extras = {"labels": labels, "text_models": models, "stacked": names, "blend": blend}
         if blend["booster_weight"] == 0.0:  # the booster adds nothing the text model does not: it is not kept
             return {}, {**extras, "final": "text_classes"}
-        if params.get("refit_on_all_rows"):
-            booster = tm.refit_booster(lgb_params, X, categorical, codes.astype(float), booster)
+        booster = tm.refit_booster(lgb_params, X, categorical, codes.astype(float), booster, params)
         return {"model": booster}, extras
 
     def probabilities(self, model, df, num_threads: int = 1, counts=None, X=None, leaves=None):

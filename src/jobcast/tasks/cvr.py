@@ -125,14 +125,15 @@ class Cvr(Task):
 
 def day_outcomes(ctx, days):
     """Spark frame of views and applies per (posting, day) on each of `days`, from that day's raw events
-    snapshot (the labels)."""
+    snapshot (the labels): its file of the day's own events when it holds one file per day (the other 28 are
+    not read), else the whole snapshot."""
     import functools
 
     from pyspark.sql import functions as F
 
     from jobcast.errors import InputDataError
-    from jobcast.sources import day_bounds
-    from jobcast.storage import partition
+    from jobcast.sources import day_bounds, event_file
+    from jobcast.storage import partition, read_manifest
 
     settings, spark = ctx.settings, ctx.spark()
     parts = []
@@ -140,6 +141,9 @@ def day_outcomes(ctx, days):
         path = partition(settings.data_dir, "raw", "events", date=day.isoformat())
         if not path.is_dir():
             raise InputDataError(f"{path}: no raw events for {day}; run `jobcast extract --date {day}` first")
+        own = path / event_file(day)
+        if day.isoformat() in (read_manifest(path).get("days") or {}) and own.is_file():
+            path = own
         start, end = day_bounds(day, settings.param("run.timezone"))
         ev = spark.read.parquet(str(path)).where((F.col("occurred_at") >= F.lit(start)) & (F.col("occurred_at") < F.lit(end)))
         parts.append(ev.groupBy("job_id").agg(

@@ -116,7 +116,7 @@ class JobTags(Task):
         counts = schema.text_counts(df)
         oof, text = fit_out_of_fold("regressor", counts, Y, strength=params.get("text_alpha", 1.0),
                                     folds=int(params.get("text_folds", 5)), seed=int(params.get("seed", 7)),
-                                    jobs=params.get("text_workers"))
+                                    jobs=params.get("text_workers"), max_rows=tm.row_bound(params, "text_max_rows"))
         X = self._long(schema.dense(df), oof, k)
         width = len(schema.numeric) + len(schema.categorical)
         categorical = [*schema.categorical_indices, width + k]
@@ -133,8 +133,7 @@ class JobTags(Task):
         rate = np.array([p_ticked[y_tail[:, j] == 1, j].mean() if y_tail[:, j].any() else 1.0 for j in range(k)])
         rate = np.clip(rate, 0.05, 1.0)
         threshold = expected_f1_threshold(np.clip(p_ticked / rate, 0, 1))
-        if params.get("refit_on_all_rows"):
-            booster = tm.refit_booster(lgb_params, X, categorical, y, booster)
+        booster = tm.refit_booster(lgb_params, X, categorical, y, booster, params)
         return {"model": booster}, {"labels": labels, "text_models": {"text_tags": text}, "tick_rate": rate.round(6).tolist(),
                                     "threshold": threshold, "tail_rows": int(len(stop_rows))}
 
