@@ -15,6 +15,24 @@ from jobs import extract, features, publish, score, train, validate, window
 log = logging.getLogger(__name__)
 
 
+def release_memory() -> None:
+    """Hands the memory a finished step freed back to the OS (Python's garbage, Arrow's pool, glibc's heap). One
+    process runs every step here, where an Airflow task runs one: on the 300k bench board the driver's peak
+    grew from salary's validation to job_tags' (1.5 -> 2.6 GiB), while job_tags' validation in a process of its
+    own peaks at 1.1 GiB."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def run(ctx: RunContext, *, tasks: tuple[str, ...] | None = None, retrain: bool = False, force: bool = False, full: bool = False,
         refresh: bool = False, retries: int = 0, retry_delay_s: float = 5.0, echo: Callable[[str], None] = print) -> list[StepResult]:
     """Each step is retried on its own (up to `retries` times, backoff from `retry_delay_s`) when it fails with
@@ -25,6 +43,7 @@ def run(ctx: RunContext, *, tasks: tuple[str, ...] | None = None, retrain: bool 
     def step(fn: Callable[..., StepResult], **kwargs) -> StepResult:
         what = f"{fn.__module__.rsplit('.', 1)[-1]} {kwargs.get('task') or kwargs.get('layer') or ''}".strip()
         result = call_with_retries(lambda: fn(ctx, **kwargs), retries=retries, delay_s=retry_delay_s, what=what)
+        release_memory()
         results.append(result)
         echo(result.summary())
         return result

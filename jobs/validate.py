@@ -317,7 +317,9 @@ def validate_predictions(ctx: RunContext, task: str) -> dict:
     table = pq.read_table(preds)
     table = table.drop_columns([FEATURE_HASH]) if FEATURE_HASH in table.column_names else table
     manifest_rows = int(manifest.get("expected_rows") or -1)
-    df, params = declared.suite_parameters(settings, preds, manifest, add_reason_checks(table.to_pandas()))
+    df = table.to_pandas(split_blocks=True, self_destruct=True)  # the Arrow buffers go as pandas takes them
+    del table
+    df, params = declared.suite_parameters(settings, preds, manifest, add_reason_checks(df))
     params = {"expected_rows": manifest_rows, **params}
     drift_suite = declared.suite(settings.root, "drift")
     # Fail closed: the predictions verdict says the drift gate is required, and publish accepts it only next to
