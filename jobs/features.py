@@ -90,7 +90,7 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     the cleaning rules per day); returns each day's manifest.
 
     One write for many days (`jobcast window`) rather than one per day: a posting open on 25 days of a 28-day
-    window has its text featurised once (transforms.text_terms), the event aggregates of all the days are one
+    window has its text featurised once (transforms.distinct_text_terms), the event aggregates of all the days are one
     aggregation, and Spark's fixed costs are paid once. Every day is written to data/features/dt=D on its own,
     atomically, with the same content and manifest a one-day build gives (a test compares them). The text of
     postings unchanged since the day before the first day is not featurised again (known_terms)."""
@@ -123,10 +123,17 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
         snapshots.append(with_day(spark.read.parquet(str(raw)), day, day_end))
     raw_rows = {ds: read_manifest(raw).get("rows") for ds, (raw, _) in raws.items()}
     postings = reduce(lambda a, b: a.unionByName(b), snapshots)
-    # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread the days
-    # (the text is most of the work) over every core, or 50k postings a task on a big board.
-    tasks = max(parallelism(spark), sum(int(n or 0) for n in raw_rows.values()) // 50_000 + 1)
-    kept, _ = clean_postings(postings.repartition(tasks), rules)
+    total = sum(int(n or 0) for n in raw_rows.values())
+    if len(days) == 1:
+        # A day's snapshot is one Parquet file, so one Spark task would featurise it on one core: spread the day
+        # (the text is most of the work) over every core, or 50k postings a task on a big board.
+        kept, _ = clean_postings(postings.repartition(max(parallelism(spark), total // 50_000 + 1)), rules)
+        tasks = None
+    else:
+        # Only the distinct texts and the narrow rows are shuffled (transforms.posting_features), in tasks of
+        # ROWS_PER_TASK rows.
+        kept, _ = clean_postings(postings, rules)
+        tasks = max(parallelism(spark), total // ROWS_PER_TASK + 1)
     # The event aggregates and the rule counts read a few narrow columns of the snapshots, not the repartitioned
     # rows (descriptions included), so Spark prunes the rest at the Parquet reader.
     narrow, touched = clean_postings(postings, rules)
@@ -144,7 +151,7 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
         per_job = event_counts_by_day(reduce(lambda a, b: a.unionByName(b), day_events), narrow.select("logical_date", "job_id"))
     events = event_features(per_job, narrow, smoothing)
     known = known_terms(ctx, days[0] - dt.timedelta(days=1), text)
-    features = posting_features(kept, text, events, dedupe_text=len(days) > 1, known_terms=known)
+    features = posting_features(kept, text, events, dedupe_text=len(days) > 1, known_terms=known, partitions=tasks)
     manifests = {}
     staging = settings.data_dir / "features" / f".tmp-build-{uuid.uuid4().hex[:8]}"
     try:
@@ -226,6 +233,9 @@ def known_terms(ctx: RunContext, day: dt.date, text):
             .join(spark.read.parquet(str(feats)).select("job_id", TERMS), "job_id"))
 
 
+# A many-day build's rows per task in its last join and its write: a task sorts its rows by day to write them
+# (about 1.2 GB at ~600 terms a row, spilled past its share of the heap) and writes one file per day.
+ROWS_PER_TASK = 500_000
 DAY_DIR = "_jc_dt"  # the staging directories of a many-day build (the files keep logical_date as a column)
 
 

@@ -130,59 +130,93 @@ def with_day(postings: DataFrame, logical_date: dt.date, day_end_utc: dt.datetim
             .withColumn(DAY_END, F.lit(day_end_utc).cast("timestamp")))
 
 
-def text_terms(postings: DataFrame, text: TextSpec, *, dedupe: bool, known: DataFrame | None = None) -> DataFrame:
+TEXT_KEY = "_jc_text_key"  # a many-day build's xxhash64 of a row's TEXT_INPUTS: tells a posting's texts apart
+
+
+def text_terms(postings: DataFrame, text: TextSpec, *, known: DataFrame | None = None) -> DataFrame:
     """postings with TERMS, computed in the JVM (add_text_terms), the costly part of the features.
 
-    - `dedupe` (several days' snapshots of mostly the same postings): the terms are computed once per distinct
-      (job_id, title, description, company_id) and joined back (null-safe, exact): a posting open 25 days of a
-      28-day window is featurised once, not 25 times.
-    - `known`: (TEXT_INPUTS..., TERMS) of texts already featurised by the same code and TextSpec (the previous
-      day's features with that day's snapshot, jobs/features.known_terms). A posting whose four inputs equal a
-      known row's takes its terms from it; only new and edited postings are featurised (a daily run: most
-      postings' text is the same as yesterday's). The terms are a function of those four inputs alone, so the
-      result is the same as featurising every row (a test compares them)."""
-    cols = list(TEXT_INPUTS)
-    if not dedupe and known is None:
-        return add_text_terms(postings, text)
-    src = postings.select(*cols).dropDuplicates(cols) if dedupe else postings
+    `known`: (TEXT_INPUTS..., TERMS) of texts already featurised by the same code and TextSpec (the previous
+    day's features with that day's snapshot, jobs/features.known_terms). A posting whose four inputs equal a
+    known row's takes its terms from it; only new and edited postings are featurised (a daily run: most
+    postings' text is the same as yesterday's). The terms are a function of those four inputs alone, so the
+    result is the same as featurising every row (a test compares them)."""
     if known is None:
-        terms = add_text_terms(src, text)
-    else:
-        mark = "_jc_known"
-        k = known.select(*(F.col(c).alias(f"{mark}_{c}") for c in cols), F.col(TERMS).alias(mark))
-        joined = src.join(k, [F.col(c).eqNullSafe(F.col(f"{mark}_{c}")) for c in cols], "left").drop(*(f"{mark}_{c}" for c in cols))
-        hit = joined.where(F.col(mark).isNotNull()).withColumnRenamed(mark, TERMS)
-        terms = hit.unionByName(add_text_terms(joined.where(F.col(mark).isNull()).drop(mark), text))
-    if not dedupe:
-        return terms
-    terms = terms.select(*cols, TERMS).alias("_jc_t")
-    rows = postings.alias("_jc_p")
-    on = [F.col(f"_jc_p.{c}").eqNullSafe(F.col(f"_jc_t.{c}")) for c in cols]
-    return rows.join(terms, on, "inner").select("_jc_p.*", F.col(f"_jc_t.{TERMS}"))
+        return add_text_terms(postings, text)
+    cols = list(TEXT_INPUTS)
+    mark = "_jc_known"
+    k = known.select(*(F.col(c).alias(f"{mark}_{c}") for c in cols), F.col(TERMS).alias(mark))
+    joined = postings.join(k, [F.col(c).eqNullSafe(F.col(f"{mark}_{c}")) for c in cols], "left").drop(*(f"{mark}_{c}" for c in cols))
+    hit = joined.where(F.col(mark).isNotNull()).withColumnRenamed(mark, TERMS)
+    return hit.unionByName(add_text_terms(joined.where(F.col(mark).isNull()).drop(mark), text))
 
 
-def posting_features(postings: DataFrame, text: TextSpec, events: DataFrame | None = None, *,
-                     dedupe_text: bool = False, known_terms: DataFrame | None = None) -> DataFrame:
-    """One row per open posting and day: categorical, numeric, text-term and (given events) event features, plus
-    labels. `postings` carry their day (with_day); several days' postings give every day's rows in one frame.
-    Everything runs in the JVM (Spark SQL), the text too (jobcast.features.text)."""
-    feats = text_terms(postings, text, dedupe=dedupe_text, known=known_terms).select(
-        F.col("job_id").cast("long"),
+def distinct_text_terms(keyed: DataFrame, text: TextSpec, *, known: DataFrame | None = None,
+                        partitions: int | None = None) -> DataFrame:
+    """(job_id, TEXT_KEY, TERMS) once per distinct text of a many-day build's rows (`keyed`: with TEXT_KEY): a
+    posting open 25 days of a 28-day window is featurised once, not 25 times.
+
+    Each text is taken from the first day that has it, picked by a broadcast semi-join on (job_id, TEXT_KEY,
+    day): only the distinct texts are shuffled (spread over `partitions` tasks for the text work), not every
+    day's copy of every description (at 1M open postings a 28-day build shuffled and spilled more than 47 GB
+    that way). A posting's texts are told apart by a 64-bit hash of its four inputs: two different texts of
+    one posting in one window share a key with a probability of about 2^-64."""
+    cols = list(TEXT_INPUTS)
+    first = keyed.groupBy("job_id", TEXT_KEY).agg(F.min("logical_date").alias("logical_date"))
+    src = keyed.join(F.broadcast(first), ["job_id", TEXT_KEY, "logical_date"], "left_semi").select(*cols, TEXT_KEY)
+    if partitions:
+        src = src.repartition(partitions, "job_id", TEXT_KEY)
+    src = src.dropDuplicates(["job_id", TEXT_KEY])  # a source with a posting twice in a day (the raw gate fails it)
+    return text_terms(src, text, known=known).select("job_id", TEXT_KEY, TERMS)
+
+
+FEATURE_COLUMNS = ("job_id", "logical_date", "company_id", "prefecture", "employment_type", "category_filed",
+                   "posting_age_days", "title_len", "desc_len", TERMS, "salary_offered", "posted_at", "salary_label")
+
+
+def _feature_values(with_terms: bool) -> list:
+    """posting_features' columns (FEATURE_COLUMNS) from a snapshot's rows; TERMS only `with_terms`."""
+    cols = [
+        F.col("job_id").cast("long").alias("job_id"),
         F.col("logical_date"),
-        F.col("company_id").cast("long"),
+        F.col("company_id").cast("long").alias("company_id"),
         F.col("prefecture"),
         F.col("employment_type"),
         F.col("category").alias("category_filed"),
-        ((F.col(DAY_END).cast("double") - F.col("posted_at").cast("double")) / 86400.0)
-        .alias("posting_age_days"),
+        ((F.col(DAY_END).cast("double") - F.col("posted_at").cast("double")) / 86400.0).alias("posting_age_days"),
         F.length("title").cast("double").alias("title_len"),
         F.coalesce(F.length("description"), F.lit(0)).cast("double").alias("desc_len"),
         F.col(TERMS),
         F.col("salary_label").alias("salary_offered"),  # visible on the posting: a feature for cvr
         F.col("posted_at"),
         F.col("salary_label"),
-    )
-    if events is None:
-        return feats
+    ]
+    return cols if with_terms else [c for c, name in zip(cols, FEATURE_COLUMNS) if name != TERMS]
+
+
+def posting_features(postings: DataFrame, text: TextSpec, events: DataFrame | None = None, *,
+                     dedupe_text: bool = False, known_terms: DataFrame | None = None,
+                     partitions: int | None = None) -> DataFrame:
+    """One row per open posting and day: categorical, numeric, text-term and (given events) event features, plus
+    labels. `postings` carry their day (with_day); several days' postings give every day's rows in one frame.
+    Everything runs in the JVM (Spark SQL), the text too (jobcast.features.text).
+
+    `dedupe_text` (several days' snapshots of mostly the same postings): each distinct text is featurised once
+    (distinct_text_terms), and the rows are built narrow (no title, description or terms) and joined with
+    their events first, then with the terms, last: the only wide rows a shuffle carries are one per distinct
+    text, hash-partitioned by (job_id, TEXT_KEY) into `partitions` tasks on both sides of the final join."""
     keys = ["logical_date", "job_id"]
-    return feats.join(events, keys, "left").select(*feats.columns, *(c for c in events.columns if c not in keys))
+    if not dedupe_text:
+        feats = text_terms(postings, text, known=known_terms).select(*_feature_values(with_terms=True))
+        if events is None:
+            return feats
+        return feats.join(events, keys, "left").select(*feats.columns, *(c for c in events.columns if c not in keys))
+    keyed = postings.withColumn(TEXT_KEY, F.xxhash64(*TEXT_INPUTS))
+    terms = distinct_text_terms(keyed, text, known=known_terms, partitions=partitions)
+    rows = keyed.select(*_feature_values(with_terms=False), TEXT_KEY)
+    extra = [] if events is None else [c for c in events.columns if c not in keys]
+    if events is not None:
+        rows = rows.join(events, keys, "left")
+    if partitions:
+        rows, terms = rows.repartition(partitions, "job_id", TEXT_KEY), terms.repartition(partitions, "job_id", TEXT_KEY)
+    return rows.join(terms, ["job_id", TEXT_KEY], "inner").select(*FEATURE_COLUMNS, *extra)
