@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
 from jobcast.errors import ConfigError, InputDataError, JobcastError, TransientError, is_transient
-from jobcast.sources import SOURCES, all_sources, day_bounds, event_file  # noqa: F401 (event_file: jobs.extract.event_file)
+from jobcast.sources import SOURCES, all_sources, day_bounds, event_file
 from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
