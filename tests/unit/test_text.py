@@ -1,8 +1,10 @@
 import collections
 
+import numpy as np
 import pytest
 
-from jobcast.features.text import TERMS, TOKENS, TextSpec, add_text_terms, add_tokens, normalise, tokens
+from jobcast.errors import InputDataError
+from jobcast.features.text import TERM_BYTES, TERMS, TOKENS, TextSpec, add_text_terms, add_tokens, normalise, term_ids, tokens
 
 pytestmark = pytest.mark.unit
 
@@ -54,15 +56,27 @@ def test_term_ids_count_repeats_and_stay_in_the_hash_space(spark):
     small = TextSpec(hash_bits=12)
     df = spark.createDataFrame(ROWS, "title string, description string, company_id long")
     rows = add_text_terms(df, small).orderBy("title").collect()
-    for row, (t, d, c) in zip(rows, sorted(ROWS)):
-        ids = row[TERMS]
-        assert all(0 <= i < 4096 for i in ids)
-        assert len(ids) == len(tokens(t, d, c, small))  # one id per token occurrence: counts survive
+    packed = [r[TERMS] for r in rows]
+    ids, lengths = term_ids(packed)
+    per_row = np.split(ids, np.cumsum(lengths)[:-1])
+    for ids_, (t, d, c) in zip(per_row, sorted(ROWS)):
+        assert ((0 <= ids_) & (ids_ < 4096)).all()
+        assert len(ids_) == len(tokens(t, d, c, small))  # one id per token occurrence: counts survive
     again = add_text_terms(df, small).orderBy("title").collect()
-    assert [r[TERMS] for r in again] == [r[TERMS] for r in rows]  # murmur3, not a salted hash
+    assert [r[TERMS] for r in again] == packed  # murmur3, not a salted hash
     hashed = add_tokens(df, small).selectExpr("title", f"transform({TOKENS}, t -> cast(pmod(hash(t), 4096) as int)) as ids")
-    assert [sorted(r.ids) for r in hashed.orderBy("title").collect()] == [sorted(r[TERMS]) for r in rows]  # the fused form
-    assert collections.Counter(rows[0][TERMS]).most_common(1)[0][1] > 1
+    assert [sorted(r.ids) for r in hashed.orderBy("title").collect()] == [sorted(v.tolist()) for v in per_row]  # the fused form
+    assert collections.Counter(per_row[0].tolist()).most_common(1)[0][1] > 1
+
+
+def test_packed_term_ids_unpack_with_their_row_lengths_and_bad_bytes_are_refused():
+    big = [1, 2**24 - 1, 65536, 0, 258]
+    packed = [b"".join(i.to_bytes(TERM_BYTES, "big") for i in big), None, b"", (7).to_bytes(TERM_BYTES, "big")]
+    ids, lengths = term_ids(packed)
+    assert ids.tolist() == big + [7] and lengths.tolist() == [5, 0, 0, 1]
+    assert term_ids([[3, 4], None, [5]])[0].tolist() == [3, 4, 5]  # array<int> of features from before the packing
+    with pytest.raises(InputDataError, match="text_terms: a value of 4 bytes"):
+        term_ids([b"\x00\x01\x02\x03"])
 
 
 def test_bad_text_params_are_refused_with_the_key():

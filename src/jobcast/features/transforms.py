@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from jobcast.features.text import TERMS, TextSpec, add_text_terms
 
-FEATURES_VERSION = 3  # bump when a feature's columns or meaning change: older partitions are then rebuilt
+FEATURES_VERSION = 4  # bump when a feature's columns or meaning change: older partitions are then rebuilt
 EVENT_WINDOWS = (7, 28)  # days before the logical date
 EVENT_NUMERIC = (
     *(f"{kind}_{w}d" for w in EVENT_WINDOWS for kind in ("views", "applies")),

@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 
 
 def terms_matrix(lists, num_features: int):
-    """CSR of term counts from a sequence of id arrays (an id repeated k times counts k)."""
+    """CSR of term counts from a sequence of TERMS values (an id repeated k times counts k)."""
     import scipy.sparse as sp
 
+    from jobcast.features.text import term_ids
+
     n = len(lists)
-    lengths = np.fromiter((0 if v is None else len(v) for v in lists), dtype=np.int64, count=n)
-    parts = [np.asarray(v, dtype=np.int32) for v in lists if v is not None and len(v)]
-    indices = np.concatenate(parts) if parts else np.empty(0, np.int32)
+    indices, lengths = term_ids(lists)
     if len(indices) and (indices.min() < 0 or indices.max() >= num_features):
         raise ModelError(f"text term ids outside [0, {num_features}): the features were hashed into another space")
     indptr = np.concatenate([[0], np.cumsum(lengths)])
