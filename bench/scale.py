@@ -19,8 +19,9 @@ the Spark JVM, and the Python workers: Spark's, and training's text-model fit wo
 of them together). `jobcast run`'s steps are told apart by the summary line each prints when it ends.
 
 Prints one table: per size, path and step: rows, seconds, postings/s (open postings of the day), time per
-posting relative to the smallest size in the table, and peak RSS. Results are kept per size
-(results.json), so sizes can be run one at a time and `--table` prints them all.
+posting relative to the smallest size in the table, and peak RSS. Results are kept per size in
+bench/results/scale/<size>.json (committed with the code they measured: each row records the commit), so sizes
+can be run one at a time, on different days and machines, and `--table` prints them all.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / ".jobcast" / "bench" / "scale"
+RESULTS = ROOT / "bench" / "results" / "scale"
 JOBCAST = str(Path(sys.executable).parent / "jobcast")
 START = dt.date(2026, 9, 1)
 DAYS = 60
@@ -143,13 +145,23 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.2f}"
 
 
-def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...] = TASKS) -> dict:
+def commit() -> str:
+    """The code measured: HEAD, marked dirty when the work tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "bench", "params.yaml"], cwd=ROOT).returncode
+    return f"{head}{'+dirty' if dirty else ''}" or "unknown"
+
+
+def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...] = TASKS,
+               reasons_cost: bool = True) -> dict:
     home = BASE / label
     if fresh:
         shutil.rmtree(home, ignore_errors=True)
     env = env_for(home)
     log = home / "bench.log"
-    results_file = home / "results.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results_file = RESULTS / f"{label}.json"
+    code = commit()
     results = json.loads(results_file.read_text()) if results_file.exists() else {"size": label, "rows": []}
     open_target = SIZES[label]
     postings = round(open_target / OPEN_SHARE)
@@ -159,7 +171,8 @@ def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...]
 
     def record(path: str, step: str, rows: int, seconds: float, peaks: dict) -> None:
         results["rows"] = [r for r in results["rows"] if (r["path"], r["step"]) != (path, step)]
-        results["rows"].append({"path": path, "step": step, "rows": rows, "seconds": round(seconds, 1), **peaks})
+        results["rows"].append({"path": path, "step": step, "rows": rows, "seconds": round(seconds, 1), **peaks,
+                                "commit": code, "day": dt.date.today().isoformat()})
         results_file.write_text(json.dumps(results, indent=1))
         print(f"{label:>5} {path:<6} {step:<22} rows={rows:<9} {seconds:8.1f}s  driver {gib(peaks['driver'])} GiB  "
               f"jvm {gib(peaks['jvm'])} GiB  worker {gib(peaks['worker'])} GiB", flush=True)
@@ -204,7 +217,7 @@ def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...]
         # budget is 2x), as `jobcast score` processes of their own. Publishes nothing.
         plain = home / "no-reasons.yaml"
         plain.write_text("score:\n  reasons: false\n")
-        for task in tasks:
+        for task in tasks if reasons_cost else ():
             for label_, extra in (("with reasons", {}), ("without reasons", {"JOBCAST_PARAMS_OVERRIDE": str(plain)})):
                 secs, steps, s = run_cli({**env, **extra}, ["score", "--task", task, "--date", day.isoformat(), "--full"], log)
                 record("daily", f"score {task} {label_}", steps[-1]["rows"] if steps else 0,
@@ -218,7 +231,7 @@ def bench_size(label: str, paths: list[str], fresh: bool, tasks: tuple[str, ...]
 def table(labels: list[str]) -> None:
     found = {}
     for label in labels:
-        f = BASE / label / "results.json"
+        f = RESULTS / f"{label}.json"
         if f.exists():
             found[label] = json.loads(f.read_text())
     if not found:
@@ -247,10 +260,12 @@ def main() -> int:
     ap.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS), help="tasks the train path trains")
     ap.add_argument("--table", action="store_true", help="print the table of the results kept so far, run nothing")
     ap.add_argument("--fresh", action="store_true", help="regenerate the boards (drops their DB, data and models)")
+    ap.add_argument("--no-reasons-cost", action="store_true",
+                    help="skip the daily path's last part: each task's full rescore with and without reasons")
     args = ap.parse_args()
     if not args.table:
         for label in args.sizes:
-            bench_size(label, args.paths, args.fresh, tuple(args.tasks))
+            bench_size(label, args.paths, args.fresh, tuple(args.tasks), reasons_cost=not args.no_reasons_cost)
     table(args.sizes)
     return 0
 
