@@ -148,7 +148,7 @@ def gib(n: int) -> str:
 def commit() -> str:
     """The code measured: HEAD, marked dirty when the work tree differs from it."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "bench", "params.yaml"], cwd=ROOT).returncode
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "bench", ":!bench/results", "params.yaml"], cwd=ROOT).returncode
     return f"{head}{'+dirty' if dirty else ''}" or "unknown"
 
 
