@@ -32,7 +32,6 @@ import datetime as dt
 import logging
 import os
 import shutil
-import uuid
 from contextlib import ExitStack
 from typing import Iterator
 
@@ -46,7 +45,7 @@ from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.db.conn import connect
 from jobcast.errors import ConfigError, InputDataError, JobcastError, TransientError, is_transient
 from jobcast.sources import SOURCES, all_sources, day_bounds, event_file
-from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, write_manifest
+from jobcast.storage import atomic_dir, dir_hash, partition, read_manifest, scratch_path, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +299,8 @@ def _take_now(ctx: RunContext, existing, sources: dict, *, day_start, day_end, e
         lag_h = (taken_at - day_end).total_seconds() / 3600
         mode = "point_in_time" if 0 <= lag_h <= settings.param_number("extract.point_in_time_hours", float) else (
             "before_day_end" if lag_h < 0 else "reconstructed")
-        csv_dir = settings.data_dir / "raw" / f".tmp-extract-{ctx.ds}-{uuid.uuid4().hex[:8]}"
-        csv_dir.mkdir(parents=True)
+        csv_dir = scratch_path(settings.data_dir / "raw", f"extract-{ctx.ds}")
+        csv_dir.mkdir()
         try:
             res = _take(ctx, res, csv_dir, existing=existing, taken_at=taken_at, lag_h=lag_h, mode=mode,
                         day_start=day_start, day_end=day_end, events_since=events_since, sources=sources,

@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-import uuid
 from pathlib import Path
 
 from jobcast.context import RunContext, StepResult, timed_step
 from jobcast.errors import InputDataError
 from jobcast.sources import day_bounds
 from jobcast.spark import parallelism
-from jobcast.storage import atomic_dir, check_parquet, dir_hash, parquet_rows, partition, read_manifest, tidy_spark_output, write_manifest
+from jobcast.storage import (atomic_dir, check_parquet, dir_hash, parquet_rows, partition, read_manifest, scratch_path,
+                             tidy_spark_output, write_manifest)
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def build(ctx: RunContext, days: list[dt.date]) -> dict[str, dict]:
     known = known_terms(ctx, days[0] - dt.timedelta(days=1), text)
     features = posting_features(kept, text, events, dedupe_text=len(days) > 1, known_terms=known, partitions=tasks)
     manifests = {}
-    staging = settings.data_dir / "features" / f".tmp-build-{uuid.uuid4().hex[:8]}"
+    staging = scratch_path(settings.data_dir / "features", "build")
     try:
         if len(days) == 1:
             features.write.parquet(str(staging / f"{DAY_DIR}={days[0].isoformat()}"))

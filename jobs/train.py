@@ -10,7 +10,6 @@ import json
 import logging
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from jobcast.errors import ConfigError, InputDataError, ModelError
 from jobcast.features.text import TERMS
 from jobcast import tasks
 from jobcast.models import registry, task_models
-from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest
+from jobcast.storage import atomic_dir, dvc_hash, partition, read_manifest, scratch_path
 from jobcast.tasks.base import SHARED_TRAIN_PARAMS
 
 from jobs.extract import provenance
@@ -125,7 +124,7 @@ def load_training(ctx: RunContext, task: str, window_days: int, holdout_days: in
     # Cached once (spilling to disk when the heap is short): the counts and both parts' draws read it.
     frame = whole.drop(TERMS).persist(StorageLevel.MEMORY_AND_DISK)
     per_posting = tasks.get(task).unit == "posting_day"
-    staging = ctx.settings.data_dir / f".tmp-train-{task}-{uuid.uuid4().hex[:8]}"
+    staging = scratch_path(ctx.settings.data_dir, f"train-{task}")
     try:
         counts = {bool(r[HOLDOUT]): int(r["count"]) for r in frame.groupBy(HOLDOUT).count().collect()}
         kept, wanted, sampling = [], [], {}

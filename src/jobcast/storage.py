@@ -4,19 +4,59 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 MANIFEST = "_manifest.json"
+log = logging.getLogger(__name__)
 
 
 def partition(base: Path, *parts: str, date: str) -> Path:
     return base.joinpath(*parts, f"dt={date}")
+
+
+def scratch_path(parent: Path, label: str) -> Path:
+    """A new, unused path for a work directory of this process: `parent/.tmp-<label>.<pid>@<host>.<random>`.
+
+    A process killed by SIGKILL or the OOM killer runs no cleanup, and its work directory can hold gigabytes (a
+    window's staged features, an extract's CSV files). So each new one first removes those that processes of
+    this host left in the same parent and that are no longer running. A directory of a running process, of
+    another host (a shared data directory) or not named this way is left alone; a reused pid only delays it.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_scratch(parent)
+    return parent / f".tmp-{label}.{os.getpid()}@{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
+
+
+def remove_orphaned_scratch(parent: Path) -> list[Path]:
+    """Remove the scratch_path directories in `parent` whose process (on this host) has ended; returns them."""
+    named = re.compile(rf"^\.tmp-.+\.(\d+)@{re.escape(socket.gethostname())}\.[0-9a-f]{{8}}$")
+    removed = []
+    for path in parent.glob(".tmp-*"):
+        m = named.match(path.name)
+        if not m or int(m.group(1)) == os.getpid() or _running(int(m.group(1))):
+            continue
+        log.info("removing %s, left by process %s (no longer running)", path, m.group(1))
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a live process of another user
+        return True
+    return True
 
 
 @contextmanager
@@ -32,7 +72,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         leftovers = sorted(final.parent.glob(f".old-{final.name}-*"), key=lambda p: p.stat().st_mtime)
         if leftovers:
             os.replace(leftovers[-1], final)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp = scratch_path(final.parent, final.name)
     try:
         yield tmp
         if final.exists() and _exchange(tmp, final):

@@ -126,26 +126,6 @@ def test_fits_fall_back_to_this_process_when_the_workers_die(monkeypatch, caplog
     np.testing.assert_array_equal(model.coef, serial[1].coef)
 
 
-def test_a_killed_trainings_work_dir_is_removed_and_a_running_ones_kept(monkeypatch, tmp_path):
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    import jobcast.models.text_model as tm
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f"{tm.WORK_PREFIX}{int(gone.stdout)}-abc"
-    live = tmp_path / f"{tm.WORK_PREFIX}{os.getppid()}-def"  # the process that started pytest: running
-    other = tmp_path / f"{tm.WORK_PREFIX}notapid"
-    for d in (dead, live, other):
-        d.mkdir()
-        (d / "data.npy").write_bytes(b"x")
-    tm._remove_stale_directories()
-    assert not dead.exists() and live.exists() and other.exists()
-
-
 def test_rows_scaled_block_by_block_equal_rows_scaled_at_once():
     from jobcast.models.text_model import _scale_rows
 

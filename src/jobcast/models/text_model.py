@@ -222,28 +222,6 @@ def _fit_score(kind: str, scores: np.ndarray, y: np.ndarray, weight: np.ndarray 
 
 # Below this many stored terms a classifier's fits run one after another in this process (the demo's are ~20M).
 PROCESS_MIN_TERMS = 1_000_000
-WORK_PREFIX = "jobcast-text-"  # + the pid of the training process: the work dirs of the fit workers' counts
-
-
-def _remove_stale_directories() -> None:
-    """Removes the work dirs left by trainings that were killed (SIGKILL skips __exit__): those whose process is
-    gone. A dir of a running process, or one not named by a pid, is left alone."""
-    import shutil
-    import tempfile
-
-    for path in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*"):
-        pid = path.name[len(WORK_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            log.info("removing %s, left by training process %s (no longer running)", path, pid)
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:  # a live process of another user
-            continue
-
-
 _WORKER: dict[str, Any] = {}  # a fit worker's counts (memory-mapped) and labels, set by _worker_init
 
 
@@ -283,8 +261,11 @@ class _Fits:
             import tempfile
             from concurrent.futures import ProcessPoolExecutor
 
-            _remove_stale_directories()
-            self.directory = tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-")
+            from jobcast.storage import scratch_path
+
+            # named by this process, so a later training removes it if this one is killed (SIGKILL skips __exit__)
+            self.directory = str(scratch_path(Path(tempfile.gettempdir()), "jobcast-text"))
+            os.mkdir(self.directory)
             for name in ("data", "indices", "indptr"):
                 np.save(os.path.join(self.directory, f"{name}.npy"), getattr(counts, name))
             # forkserver: a worker starts from a clean process, not a fork of this one (its JVM gateway's threads),
