@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jobcast.errors import ConfigError
+from jobcast.storage import use_digest_cache
 
 PROJECT_MARKERS = ("dvc.yaml", "params.yaml")
 
@@ -78,12 +79,14 @@ class Settings:
             if not sep:
                 raise ConfigError(f"JOBCAST_SPARK_CONF item {item!r}: expected key=value")
             spark_conf[key.strip()] = value.strip()
+        state_dir = path("JOBCAST_STATE_DIR", root / ".jobcast")
+        use_digest_cache(state_dir / "file-digests.sqlite")
         return cls(
             root=root,
             data_dir=path("JOBCAST_DATA_DIR", root / "data"),
             models_dir=path("JOBCAST_MODELS_DIR", root / "models"),
             reports_dir=path("JOBCAST_REPORTS_DIR", root / "reports"),
-            state_dir=path("JOBCAST_STATE_DIR", root / ".jobcast"),
+            state_dir=state_dir,
             database_url=env.get("JOBCAST_DATABASE_URL") or None,
             pg_port=port,
             pg_bindir=env.get("JOBCAST_PG_BINDIR") or None,

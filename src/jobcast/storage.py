@@ -116,24 +116,102 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-_DIGESTS: dict[tuple, str] = {}  # (device, inode, size, mtime) -> md5: a file linked into many snapshots, or
-# hashed by several steps of one process (extract, the raw gate, features, archive), is read once
+_DIGESTS: dict[tuple, str] = {}  # file key -> md5: a file linked into many snapshots, or hashed by several
+# steps of one process (extract, the raw gate, features, archive), is read once
+_DIGEST_CACHE: Path | None = None  # the persistent cache (Settings.load sets it): a file is read once per machine
+_RACY_NS = 2_000_000_000  # a file written this recently is not kept: on a coarse clock, a file that replaces it
+# on the same inode, with the same size, could have the same key
+
+
+def use_digest_cache(path: Path | None) -> None:
+    """Keep file digests in this SQLite file across processes (None: in this process only)."""
+    global _DIGEST_CACHE
+    _DIGEST_CACHE = path
 
 
 def file_digests(directory: Path) -> dict[str, str]:
     """md5 of each data file, by path relative to the directory (what dir_hash is made of). Files are streamed
-    (hashlib.file_digest), so memory stays flat whatever the size of a part file."""
-    out = {}
-    for f in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
+    (hashlib.file_digest), so memory stays flat whatever the size of a part file.
+
+    A file's md5 is cached under its (device, inode, size, mtime), as DVC's state keys its hashes: a file
+    rewritten in place has a new mtime, a replaced file a new inode. (Not ctime: linking a file into the next
+    day's snapshot changes it.) The cache is kept across processes, so a day's 29 days of events, hashed when the
+    window built them, are not read again by each later step. It is only an accelerator: when it cannot be
+    opened, or is busy past its bounded wait, the files are read.
+    """
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    keyed = []
+    for f in files:
         st = f.stat()
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        keyed.append((f, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+    todo = [key for _, key in keyed if key not in _DIGESTS]
+    if todo and _DIGEST_CACHE is not None:
+        _DIGESTS.update(_cached(todo))
+    computed = {}
+    for f, key in keyed:
         if key not in _DIGESTS:
             if len(_DIGESTS) > 100_000:  # a long-lived process: bounded
                 _DIGESTS.clear()
             with f.open("rb") as fh:
-                _DIGESTS[key] = hashlib.file_digest(fh, "md5").hexdigest()
-        out[str(f.relative_to(directory))] = _DIGESTS[key]
-    return out
+                _DIGESTS[key] = computed[key] = hashlib.file_digest(fh, "md5").hexdigest()
+    if computed and _DIGEST_CACHE is not None:
+        _remember(computed)
+    return {str(f.relative_to(directory)): _DIGESTS[key] for f, key in keyed}
+
+
+_CACHE_ROWS = 500_000  # about 50 MB of SQLite; past it the older half is dropped
+
+
+def _cache_db():
+    import sqlite3
+
+    _DIGEST_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(_DIGEST_CACHE, timeout=5)  # a bounded wait for another process's write
+    db.execute("CREATE TABLE IF NOT EXISTS digest (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, "
+               "md5 TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (dev, ino, size, mtime_ns))")
+    return db
+
+
+def _cached(keys: list[tuple]) -> dict[tuple, str]:
+    import sqlite3
+
+    try:
+        db = _cache_db()
+        try:
+            found = {}
+            for key in keys:
+                row = db.execute("SELECT md5 FROM digest WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
+                                 key).fetchone()
+                if row:
+                    found[key] = row[0]
+            return found
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("file digest cache %s unusable (%s): reading the files", _DIGEST_CACHE, exc)
+        return {}
+
+
+def _remember(digests: dict[tuple, str]) -> None:
+    import sqlite3
+    import time
+
+    now = time.time_ns()
+    settled = [(*key, md5, now) for key, md5 in digests.items() if now - key[3] > _RACY_NS]
+    if not settled:
+        return
+    try:
+        db = _cache_db()
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO digest VALUES (?, ?, ?, ?, ?, ?)", settled)
+                if db.execute("SELECT count(*) FROM digest").fetchone()[0] > _CACHE_ROWS:
+                    db.execute("DELETE FROM digest WHERE rowid IN (SELECT rowid FROM digest ORDER BY stored LIMIT ?)",
+                               (_CACHE_ROWS // 2,))
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("file digest cache %s unusable (%s): digests not kept", _DIGEST_CACHE, exc)
 
 
 def dir_hash(directory: Path) -> str:

@@ -1,10 +1,15 @@
-"""Work directories a killed process leaves behind (SIGKILL and the OOM killer run no cleanup)."""
+"""Work directories a killed process leaves behind (SIGKILL and the OOM killer run no cleanup), and the file
+digests that version every partition."""
 
+import hashlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 
+from jobcast import storage
 from jobcast.storage import atomic_dir, scratch_path
 
 
@@ -50,3 +55,73 @@ def test_a_partition_write_killed_midway_is_cleaned_up_by_the_next_write_and_the
 
     assert (final / "part-0.parquet").read_text() == "new"
     assert [p.name for p in final.parent.iterdir()] == [final.name]
+
+
+def _digest_cache_in(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "_DIGEST_CACHE", tmp_path / "state" / "file-digests.sqlite")
+    monkeypatch.setattr(storage, "_DIGESTS", {})
+
+
+def _settled(path, payload: bytes, age_s: int = 60):
+    path.write_bytes(payload)
+    old = time.time() - age_s
+    os.utime(path, (old, old))
+
+
+def test_a_file_hashed_by_one_process_is_not_read_again_by_the_next(tmp_path, monkeypatch):
+    _digest_cache_in(tmp_path, monkeypatch)
+    part = tmp_path / "dt=2026-10-30"
+    part.mkdir()
+    _settled(part / "part-0.parquet", b"events of 29 days")
+    first = storage.file_digests(part)
+    assert first == {"part-0.parquet": hashlib.md5(b"events of 29 days").hexdigest()}
+
+    monkeypatch.setattr(storage, "_DIGESTS", {})  # a new process: only the SQLite cache is shared
+
+    def no_read(*_):
+        raise AssertionError("a cached file was read again")
+
+    monkeypatch.setattr(storage.hashlib, "file_digest", no_read)
+    assert storage.file_digests(part) == first
+
+
+def test_a_rewritten_or_replaced_file_is_hashed_again(tmp_path, monkeypatch):
+    _digest_cache_in(tmp_path, monkeypatch)
+    part = tmp_path / "dt=2026-10-30"
+    part.mkdir()
+    f = part / "part-0.parquet"
+    _settled(f, b"AAAA")
+    storage.file_digests(part)
+    monkeypatch.setattr(storage, "_DIGESTS", {})
+
+    with f.open("r+b") as fh:  # rewritten in place: same inode and size, a new mtime
+        fh.write(b"BBBB")
+    assert storage.file_digests(part)["part-0.parquet"] == hashlib.md5(b"BBBB").hexdigest()
+
+    st = f.stat()
+    replacement = tmp_path / "new"
+    replacement.write_bytes(b"CCCC")
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: only the inode differs
+    os.replace(replacement, f)
+    assert storage.file_digests(part)["part-0.parquet"] == hashlib.md5(b"CCCC").hexdigest()
+
+
+def test_a_file_written_just_now_is_not_kept(tmp_path, monkeypatch):
+    _digest_cache_in(tmp_path, monkeypatch)
+    (tmp_path / "part-0.parquet").write_bytes(b"fresh")
+    storage.file_digests(tmp_path)
+    with sqlite3.connect(storage._DIGEST_CACHE) as db:
+        assert db.execute("SELECT count(*) FROM digest").fetchone()[0] == 0
+
+
+def test_an_unusable_digest_cache_falls_back_to_reading_the_files(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(storage, "_DIGESTS", {})
+    broken = tmp_path / "file-digests.sqlite"
+    broken.write_bytes(b"not a database" * 100)
+    monkeypatch.setattr(storage, "_DIGEST_CACHE", broken)
+    part = tmp_path / "dt=2026-10-30"
+    part.mkdir()
+    _settled(part / "part-0.parquet", b"rows")
+
+    assert storage.file_digests(part) == {"part-0.parquet": hashlib.md5(b"rows").hexdigest()}
+    assert "file digest cache" in caplog.text and "reading the files" in caplog.text
