@@ -247,10 +247,13 @@ def table(labels: list[str]) -> None:
         n = res.get("open_postings") or 0
         for r in res["rows"]:
             per = r["seconds"] / max(n, 1)
-            rel = per / base[(r["path"], r["step"])] if base.get((r["path"], r["step"])) else float("nan")
+            # A step's summary line has 0.1 s resolution: one that printed 0.0 s took under 0.05 s, at which
+            # point a ratio says nothing (and one over a 0.0 s base is undefined).
+            rel = f"{per / base[(r['path'], r['step'])]:.2f}" if base.get((r["path"], r["step"])) and r["seconds"] else "–"
             rate = f"{n / r['seconds']:,.0f}" if r["seconds"] > 0 and r["path"] != "setup" else "-"
-            print(f"| {label} ({n:,}) | {r['path']} | {r['step']} | {r['rows']:,} | {r['seconds']:,.1f} | {rate} | "
-                  f"{rel:.2f} | {gib(r['driver'])} / {gib(r['jvm'])} / {gib(r['worker'])} / {gib(r['workers'])} |")
+            secs = f"{r['seconds']:,.1f}" if r["seconds"] else "< 0.05"
+            print(f"| {label} ({n:,}) | {r['path']} | {r['step']} | {r['rows']:,} | {secs} | {rate} | "
+                  f"{rel} | {gib(r['driver'])} / {gib(r['jvm'])} / {gib(r['worker'])} / {gib(r['workers'])} |")
 
 
 def main() -> int:
