@@ -22,6 +22,7 @@ from pathlib import Path
 
 from jobcast.config import Settings
 from jobcast.errors import ConfigError, JobcastError
+from jobcast.storage import process_alive
 
 DEFAULT_PORT = 15002
 
@@ -135,7 +136,7 @@ def stop(server: Server, *, timeout: float = 60.0) -> str:
         return "stopped"
     subprocess.run([str(_spark_home() / "sbin" / "stop-connect-server.sh")], env=_env(server), capture_output=True, text=True)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, 9)
             break
@@ -143,13 +144,3 @@ def stop(server: Server, *, timeout: float = 60.0) -> str:
     return "stopped"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped by its parent) is gone for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True

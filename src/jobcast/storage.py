@@ -41,7 +41,7 @@ def remove_orphaned_scratch(parent: Path) -> list[Path]:
     removed = []
     for path in parent.glob(".tmp-*"):
         m = named.match(path.name)
-        if not m or int(m.group(1)) == os.getpid() or _running(int(m.group(1))):
+        if not m or int(m.group(1)) == os.getpid() or process_alive(int(m.group(1))):
             continue
         log.info("removing %s, left by process %s (no longer running)", path, m.group(1))
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -49,14 +49,20 @@ def remove_orphaned_scratch(parent: Path) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid is running here (a live process of another user counts; a zombie, which
+    has exited and waits only for its parent to reap it, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # a live process of another user
+    except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:  # no /proc (not Linux), or it ended in between
+        return True
 
 
 @contextmanager

@@ -38,6 +38,19 @@ def test_a_new_scratch_dir_removes_those_of_ended_processes_and_keeps_the_others
     assert new.name.startswith(f".tmp-train-salary.{os.getpid()}@{host}.")
 
 
+def test_a_process_that_exited_counts_as_ended_even_before_its_parent_reaps_it():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie once it exits
+    try:
+        deadline = time.monotonic() + 30
+        while open(f"/proc/{child.pid}/stat").read().split(") ", 1)[1][:1] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.05)
+        assert not storage.process_alive(child.pid)
+        assert storage.process_alive(os.getpid()) and not storage.process_alive(_ended_pid())
+    finally:
+        child.wait()
+
+
 def test_a_partition_write_killed_midway_is_cleaned_up_by_the_next_write_and_the_old_data_stays(tmp_path):
     final = tmp_path / "features" / "dt=2026-10-30"
     with atomic_dir(final) as tmp:
