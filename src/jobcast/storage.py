@@ -178,6 +178,13 @@ def _cache_db():
     return db
 
 
+def _give_up_cache(exc: Exception, then: str) -> None:
+    """One warning, then this process reads files without the cache: no second wait on a busy or broken one."""
+    global _DIGEST_CACHE
+    log.warning("file digest cache %s unusable (%s): %s, and not used again by this process", _DIGEST_CACHE, exc, then)
+    _DIGEST_CACHE = None
+
+
 def _cached(keys: list[tuple]) -> dict[tuple, str]:
     import sqlite3
 
@@ -194,7 +201,7 @@ def _cached(keys: list[tuple]) -> dict[tuple, str]:
         finally:
             db.close()
     except (sqlite3.Error, OSError) as exc:
-        log.warning("file digest cache %s unusable (%s): reading the files", _DIGEST_CACHE, exc)
+        _give_up_cache(exc, "reading the files")
         return {}
 
 
@@ -217,7 +224,7 @@ def _remember(digests: dict[tuple, str]) -> None:
         finally:
             db.close()
     except (sqlite3.Error, OSError) as exc:
-        log.warning("file digest cache %s unusable (%s): digests not kept", _DIGEST_CACHE, exc)
+        _give_up_cache(exc, "digests not kept")
 
 
 def dir_hash(directory: Path) -> str:

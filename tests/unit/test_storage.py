@@ -138,3 +138,4 @@ def test_an_unusable_digest_cache_falls_back_to_reading_the_files(tmp_path, monk
 
     assert storage.file_digests(part) == {"part-0.parquet": hashlib.md5(b"rows").hexdigest()}
     assert "file digest cache" in caplog.text and "reading the files" in caplog.text
+    assert storage._DIGEST_CACHE is None  # one warning and one bounded wait per process, not one per call
