@@ -153,16 +153,17 @@ def file_digests(directory: Path) -> dict[str, str]:
     todo = [key for _, key in keyed if key not in _DIGESTS]
     if todo and _DIGEST_CACHE is not None:
         _DIGESTS.update(_cached(todo))
-    computed = {}
+    computed, out = {}, {}
     for f, key in keyed:
         if key not in _DIGESTS:
             if len(_DIGESTS) > 100_000:  # a long-lived process: bounded
                 _DIGESTS.clear()
             with f.open("rb") as fh:
                 _DIGESTS[key] = computed[key] = hashlib.file_digest(fh, "md5").hexdigest()
+        out[str(f.relative_to(directory))] = _DIGESTS[key]
     if computed and _DIGEST_CACHE is not None:
         _remember(computed)
-    return {str(f.relative_to(directory)): _DIGESTS[key] for f, key in keyed}
+    return out
 
 
 _CACHE_ROWS = 500_000  # about 50 MB of SQLite; past it the older half is dropped
