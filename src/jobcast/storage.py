@@ -127,6 +127,7 @@ _DIGESTS: dict[tuple, str] = {}  # file key -> md5: a file linked into many snap
 _DIGEST_CACHE: Path | None = None  # the persistent cache (Settings.load sets it): a file is read once per machine
 _RACY_NS = 2_000_000_000  # a file written this recently is not kept: on a coarse clock, a file that replaces it
 # on the same inode, with the same size, could have the same key
+_UNKEPT: dict[tuple, str] = {}  # digests read while their file was that recent: kept by a later call
 
 
 def use_digest_cache(path: Path | None) -> None:
@@ -158,11 +159,15 @@ def file_digests(directory: Path) -> dict[str, str]:
         if key not in _DIGESTS:
             if len(_DIGESTS) > 100_000:  # a long-lived process: bounded
                 _DIGESTS.clear()
+                _UNKEPT.clear()
             with f.open("rb") as fh:
                 _DIGESTS[key] = computed[key] = hashlib.file_digest(fh, "md5").hexdigest()
         out[str(f.relative_to(directory))] = _DIGESTS[key]
-    if computed and _DIGEST_CACHE is not None:
-        _remember(computed)
+    # A file hashed just after it was written (the window hashes each day's snapshot as it takes it) is kept
+    # by the next call that sees it settled, even when that call finds it in this process's memory.
+    pending = {**{key: _UNKEPT[key] for _, key in keyed if key in _UNKEPT}, **computed}
+    if pending and _DIGEST_CACHE is not None:
+        _remember(pending)
     return out
 
 
@@ -211,7 +216,13 @@ def _remember(digests: dict[tuple, str]) -> None:
     import time
 
     now = time.time_ns()
-    settled = [(*key, md5, now) for key, md5 in digests.items() if now - key[3] > _RACY_NS]
+    settled = []
+    for key, md5 in digests.items():
+        if now - key[3] > _RACY_NS:
+            settled.append((*key, md5, now))
+            _UNKEPT.pop(key, None)
+        else:
+            _UNKEPT[key] = md5
     if not settled:
         return
     try:

@@ -127,6 +127,20 @@ def test_a_file_written_just_now_is_not_kept(tmp_path, monkeypatch):
         assert db.execute("SELECT count(*) FROM digest").fetchone()[0] == 0
 
 
+def test_a_file_hashed_just_after_it_was_written_is_kept_once_it_has_settled(tmp_path, monkeypatch):
+    _digest_cache_in(tmp_path, monkeypatch)
+    monkeypatch.setattr(storage, "_UNKEPT", {})
+    part = tmp_path / "dt=2026-10-30"
+    part.mkdir()
+    (part / "part-0.parquet").write_bytes(b"the day's snapshot")
+    storage.file_digests(part)  # as the window takes it: too recent to keep
+    later = time.time_ns() + 2 * storage._RACY_NS
+    monkeypatch.setattr(time, "time_ns", lambda: later)
+    storage.file_digests(part)  # as the features step hashes it again, from this process's memory
+    with sqlite3.connect(storage._DIGEST_CACHE) as db:
+        assert db.execute("SELECT md5 FROM digest").fetchall() == [(hashlib.md5(b"the day's snapshot").hexdigest(),)]
+
+
 def test_an_unusable_digest_cache_falls_back_to_reading_the_files(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(storage, "_DIGESTS", {})
     broken = tmp_path / "file-digests.sqlite"
