@@ -73,6 +73,7 @@ def test_a_partition_write_killed_midway_is_cleaned_up_by_the_next_write_and_the
 def _digest_cache_in(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "_DIGEST_CACHE", tmp_path / "state" / "file-digests.sqlite")
     monkeypatch.setattr(storage, "_DIGESTS", {})
+    monkeypatch.setattr(storage, "_UNKEPT", {})
 
 
 def _settled(path, payload: bytes, age_s: int = 60):
@@ -121,15 +122,16 @@ def test_a_rewritten_or_replaced_file_is_hashed_again(tmp_path, monkeypatch):
 
 def test_a_file_written_just_now_is_not_kept(tmp_path, monkeypatch):
     _digest_cache_in(tmp_path, monkeypatch)
-    (tmp_path / "part-0.parquet").write_bytes(b"fresh")
-    storage.file_digests(tmp_path)
+    part = tmp_path / "dt=2026-10-30"
+    part.mkdir()
+    (part / "part-0.parquet").write_bytes(b"fresh")
+    storage.file_digests(part)
     with sqlite3.connect(storage._DIGEST_CACHE) as db:
         assert db.execute("SELECT count(*) FROM digest").fetchone()[0] == 0
 
 
 def test_a_file_hashed_just_after_it_was_written_is_kept_once_it_has_settled(tmp_path, monkeypatch):
     _digest_cache_in(tmp_path, monkeypatch)
-    monkeypatch.setattr(storage, "_UNKEPT", {})
     part = tmp_path / "dt=2026-10-30"
     part.mkdir()
     (part / "part-0.parquet").write_bytes(b"the day's snapshot")
