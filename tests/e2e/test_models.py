@@ -1,5 +1,6 @@
 """The three models on real Spark features, LightGBM, the file registry and the gate."""
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -120,6 +121,12 @@ def test_a_model_whose_feature_schema_does_not_match_is_refused_clearly(champion
         model.schema.check(list(df.columns), text, "features of test")
     with pytest.raises(ModelError, match="'hash_bits': 12.* but the model expects .*'hash_bits': 18"):
         model.schema.check(list(df.columns) + ["job_cvr_28d"], {**text, "hash_bits": 12}, "features of test")
+    # a champion trained before the word clusters (params.yaml's default since) is refused, saying how to keep it
+    assert text["word_clusters"]
+    before = {k: v for k, v in text.items() if k != "word_clusters"}
+    old = dataclasses.replace(model.schema, text_spec=before)
+    with pytest.raises(ModelError, match=r"features.text.word_clusters: false for this model's word clusters"):
+        old.check(list(df.columns) + ["job_cvr_28d"], text, "features of test")
 
 
 def test_categories_never_seen_in_training_are_scored(champions):

@@ -9,6 +9,7 @@ from jobcast.features.text import TERM_BYTES, TERMS, TOKENS, TextSpec, add_text_
 pytestmark = pytest.mark.unit
 
 SPEC = TextSpec()
+CLUSTERED = TextSpec.from_params({"word_clusters": True})  # params.yaml's default
 
 
 def test_fullwidth_and_halfwidth_text_normalise_to_the_same_form():
@@ -44,11 +45,32 @@ ROWS = [("【東京都】ＳＥ（ｼﾆｱ）ｶﾞｰﾃﾞﾝ  Ｅｎｇｉ�
 
 
 @pytest.mark.integration
-def test_the_jvm_tokens_equal_the_python_reference(spark):
+@pytest.mark.parametrize("spec", [SPEC, CLUSTERED], ids=["plain", "word_clusters"])
+def test_the_jvm_tokens_equal_the_python_reference(spark, spec):
     df = spark.createDataFrame(ROWS, "title string, description string, company_id long")
-    got = [sorted(r[TOKENS]) for r in add_tokens(df, SPEC).orderBy("title").collect()]
-    want = [sorted(tokens(t, d, c, SPEC)) for t, d, c in sorted(ROWS)]
+    got = [sorted(r[TOKENS]) for r in add_tokens(df, spec).orderBy("title").collect()]
+    want = [sorted(tokens(t, d, c, spec)) for t, d, c in sorted(ROWS)]
     assert got == want
+
+
+def test_near_synonyms_share_word_clusters_and_words_outside_the_table_add_none():
+    from jobcast.features.word_clusters import GROUPINGS
+
+    def clusters(title):
+        return {t for t in tokens(title, None, None, CLUSTERED) if t.startswith("g")}
+
+    assert len(clusters("plumber")) == len(GROUPINGS) and clusters("plumber") == clusters("electrician")
+    assert clusters("teacher") & clusters("lecturer") and not clusters("teacher") & clusters("welder")
+    assert clusters("看護師") == set() and clusters("Operative 看護師") == clusters("operative")
+    assert sorted(tokens("看護師", "夜勤", 3, CLUSTERED)) == sorted(tokens("看護師", "夜勤", 3, SPEC))
+    assert not any(t.startswith("g") for t in tokens("x", "plumber electrician", None, CLUSTERED))  # title words only
+
+
+def test_a_spec_recorded_with_another_word_cluster_table_is_refused():
+    assert TextSpec.from_params(CLUSTERED.to_dict()) == CLUSTERED
+    assert TextSpec.from_params(SPEC.to_dict()) == SPEC and "word_clusters" not in SPEC.to_dict()
+    with pytest.raises(ValueError, match="word_clusters='0123456789abcdef': made with another word-cluster table"):
+        TextSpec.from_params({**CLUSTERED.to_dict(), "word_clusters": "0123456789abcdef"})
 
 
 @pytest.mark.integration
@@ -88,14 +110,18 @@ def test_bad_text_params_are_refused_with_the_key():
 
 def test_token_words_carry_the_same_tokens_and_name_a_char_gram_by_its_word(spark):
     from jobcast.features.text import add_token_words
+    from jobcast.features.word_clusters import lookup
 
     df = spark.createDataFrame(ROWS, "title string, description string, company_id long")
-    pairs = [r[TOKENS] for r in add_token_words(df, SPEC).orderBy("title").collect()]
-    plain = [sorted(r[TOKENS]) for r in add_tokens(df, SPEC).orderBy("title").collect()]
+    pairs = [r[TOKENS] for r in add_token_words(df, CLUSTERED).orderBy("title").collect()]
+    plain = [sorted(r[TOKENS]) for r in add_tokens(df, CLUSTERED).orderBy("title").collect()]
     assert [sorted(p["t"] for p in row) for row in pairs] == plain  # the reasons' dictionary sees the features' tokens
     for row in pairs:
         for p in row:
-            if p["t"][1] == "c":  # a character n-gram lies inside its word (padded with spaces)
+            if p["t"][0] == "g":  # a word cluster: one of its title word's
+                assert int(p["t"][1:]) in lookup()[p["w"]]
+            elif p["t"][1] == "c":  # a character n-gram lies inside its word (padded with spaces)
                 assert p["t"][2:].strip() in p["w"]
             else:
                 assert p["w"] == p["t"]
+    assert any(p["t"][0] == "g" for row in pairs for p in row)

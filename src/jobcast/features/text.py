@@ -2,8 +2,10 @@
 then character n-grams inside each word (sklearn's `char_wb`: works on Japanese and Chinese, where a "word"
 is a run of letters between punctuation, and on spaced languages alike), word n-grams, and a few
 whole-string tokens (the exact title, its first and last word, the company: high-cardinality exact matches
-that the stacked linear text model turns into smoothed, out-of-fold target encodings), hashed into a fixed
-space of 2^hash_bits term ids.
+that the stacked linear text model turns into smoothed, out-of-fold target encodings), and the title words'
+clusters of pretrained English word vectors (jobcast.features.word_clusters: what carries a model from the
+words it was trained on to their near-synonyms; looked up by a pandas UDF, the one step outside the JVM), hashed
+into a fixed space of 2^hash_bits term ids.
 
 TF-IDF weighting is not done here: the IDF is a model parameter fitted on the training rows
 (jobcast.models.text_model), so a day's feature partition does not depend on which days it is trained with.
@@ -28,11 +30,24 @@ class TextSpec:
     hash_bits: int = 18
     char_ngrams: tuple[int, int] = (1, 4)
     word_ngrams: tuple[int, int] = (1, 2)
+    word_clusters: str | None = None  # the word-cluster table's digest (jobcast.features.word_clusters), or off
 
     @classmethod
     def from_params(cls, p: dict) -> "TextSpec":
+        """features.text of params.yaml (word_clusters: true or false), or a spec recorded by to_dict (word_clusters:
+        the digest of the table it was made with, which must be this jobcast's; absent in older specs: off)."""
+        from jobcast.features import word_clusters
+
+        clusters = p.get("word_clusters")
+        if clusters is True:
+            clusters = word_clusters.digest()
+        elif clusters is False:
+            clusters = None
+        elif clusters is not None and clusters != word_clusters.digest():
+            raise ValueError(f"features.text.word_clusters={clusters!r}: made with another word-cluster table than "
+                             f"this jobcast's ({word_clusters.digest()}); rebuild the features or retrain")
         spec = cls(int(p.get("hash_bits", 18)), tuple(int(x) for x in p.get("char_ngrams", (1, 4))),
-                   tuple(int(x) for x in p.get("word_ngrams", (1, 2))))
+                   tuple(int(x) for x in p.get("word_ngrams", (1, 2))), clusters)
         if not 10 <= spec.hash_bits <= 8 * TERM_BYTES:
             raise ValueError(f"features.text.hash_bits={spec.hash_bits}: expected 10..{8 * TERM_BYTES}")
         for name, (lo, hi) in (("char_ngrams", spec.char_ngrams), ("word_ngrams", spec.word_ngrams)):
@@ -45,7 +60,10 @@ class TextSpec:
         return 1 << self.hash_bits
 
     def to_dict(self) -> dict:
-        return {"hash_bits": self.hash_bits, "char_ngrams": list(self.char_ngrams), "word_ngrams": list(self.word_ngrams)}
+        d = {"hash_bits": self.hash_bits, "char_ngrams": list(self.char_ngrams), "word_ngrams": list(self.word_ngrams)}
+        if self.word_clusters:  # absent when off: specs recorded before the clusters read the same
+            d["word_clusters"] = self.word_clusters
+        return d
 
 
 WORD_SPLIT = r"[^\p{L}\p{N}]+"  # Java regex: anything but letters and digits separates words
@@ -75,6 +93,10 @@ def tokens(title: str | None, description: str | None, company_id: int | None, s
         for n in range(spec.word_ngrams[0], spec.word_ngrams[1] + 1):
             out += [f"{prefix}w{' '.join(words[i:i + n])}" for i in range(len(words) - n + 1)]
     words = _words(nt)
+    if spec.word_clusters:
+        from jobcast.features.word_clusters import codes_of
+
+        out += [f"g{c}" for c in codes_of(words) if c >= 0]
     out.append(f"T={nt}")
     if words:
         out += [f"F={words[0]}", f"L={words[-1]}"]
@@ -105,37 +127,62 @@ def _field_tokens_sql(prefix: str, words: str, spec: TextSpec, emit, emit_char=N
     return f"concat({chars}, {grams})"
 
 
-def _text_sql(df, spec: TextSpec, out: str, emit, title: str, description: str, company: str, emit_char=None):
+def _clusters_sql(tw: str, codes: str, emit, emit_word=None) -> str:
+    """SQL for the title words' cluster tokens, from `codes` (word_clusters.codes_of of the words in `tw`);
+    `emit_word` (default: emit) wraps a token with the expression of its word."""
+    from jobcast.features.word_clusters import GROUPINGS
+
+    if emit_word is None:
+        token = emit("concat('g', cast(c as string))")
+        return f"transform(filter({codes}, c -> c >= 0), c -> {token})"
+    token = emit_word(f"concat('g', cast({codes}[i] as string))", f"element_at({tw}, cast(i div {len(GROUPINGS)} as int) + 1)")
+    # sequence(0, -1) counts down in Spark: guard the empty array
+    return (f"if(size({codes}) = 0, array(), transform(filter(sequence(0, size({codes}) - 1), i -> {codes}[i] >= 0), "
+            f"i -> {token}))")
+
+
+def _text_sql(df, spec: TextSpec, out: str, emit, title: str, description: str, company: str, emit_char=None,
+              emit_word=None):
     from pyspark.sql import functions as F
 
-    nt, tw, dw = "_jc_title_norm", "_jc_title_words", "_jc_desc_words"
+    nt, tw, dw, gc = "_jc_title_norm", "_jc_title_words", "_jc_desc_words", "_jc_title_clusters"
 
     def words(text):  # the column API, not a SQL literal: the regex's backslashes arrive as written
         return F.filter(F.split(text, WORD_SPLIT), lambda w: w != "")
 
     df = (df.withColumn(nt, F.expr(normalised_sql(title))).withColumn(tw, words(F.col(nt)))
           .withColumn(dw, words(F.expr(normalised_sql(description)))))
+    clusters = "array()"
+    if spec.word_clusters:
+        from jobcast.features.word_clusters import codes_udf
+
+        df = df.withColumn(gc, codes_udf()(F.col(tw)))
+        clusters = _clusters_sql(tw, gc, emit, emit_word)
     t_exact = emit(f"concat('T=', {nt})")
     first, last = emit(f"concat('F=', element_at({tw}, 1))"), emit(f"concat('L=', element_at({tw}, -1))")
     comp = emit(f"concat('C=', cast({company} as string))")
     exact = (f"concat(array({t_exact}), if(size({tw}) > 0, array({first}, {last}), array()), "
              f"if({company} is null, array(), array({comp})))")
     toks = (f"concat({_field_tokens_sql('t', tw, spec, emit, emit_char)}, {_field_tokens_sql('d', dw, spec, emit, emit_char)}, "
-            f"{exact})")
-    return df.withColumn(out, F.expr(toks)).drop(nt, tw, dw)
+            f"{clusters}, {exact})")
+    return df.withColumn(out, F.expr(toks)).drop(nt, tw, dw, gc)
 
 
 def add_tokens(df, spec: TextSpec, title: str = "title", description: str = "description", company: str = "company_id"):
-    """df with TOKENS: the title's and description's n-grams and the whole-string tokens (exact title, first and
-    last title word, company), in Spark SQL (no Python UDF). Tests compare them with `tokens`."""
+    """df with TOKENS: the title's and description's n-grams, the title words' clusters and the whole-string tokens
+    (exact title, first and last title word, company), in Spark SQL; the one Python UDF looks the title words up
+    in the word-cluster table (a dict per Python worker; Spark SQL has no lookup in a 100k-word table short of a
+    join and a shuffle of every title's words). Tests compare them with `tokens`."""
     return _text_sql(df, spec, TOKENS, lambda token: token, title, description, company)
 
 
 def add_token_words(df, spec: TextSpec, title: str = "title", description: str = "description", company: str = "company_id"):
     """df with TOKENS as structs (t: the token, w: the word it came from; a word n-gram or a whole-string token
-    is its own word): what the reasons of a prediction name a character n-gram by (jobcast.models.reasons)."""
+    is its own word; a cluster token's word is the title word it came from): what the reasons of a prediction name
+    a character n-gram or a cluster by (jobcast.models.reasons)."""
     return _text_sql(df, spec, TOKENS, lambda token: f"named_struct('t', {token}, 'w', {token})", title, description,
-                     company, emit_char=lambda token: f"named_struct('t', {token}, 'w', w)")
+                     company, emit_char=lambda token: f"named_struct('t', {token}, 'w', w)",
+                     emit_word=lambda token, word: f"named_struct('t', {token}, 'w', {word})")
 
 
 def add_text_terms(df, spec: TextSpec, title: str = "title", description: str = "description", company: str = "company_id"):

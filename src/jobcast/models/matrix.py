@@ -62,8 +62,12 @@ class FeatureSchema:
             raise ModelError(f"{where}: features lack columns {missing} that the model was trained on; "
                              "expected the model's feature schema (retrain, or rebuild features with the same code)")
         if text_spec is not None and dict(text_spec) != self.text_spec:
+            hint = ""
+            if text_spec.get("word_clusters") != self.text_spec.get("word_clusters"):
+                hint = (f" (features.text.word_clusters: {str(bool(self.text_spec.get('word_clusters'))).lower()}"
+                        " for this model's word clusters)")
             raise ModelError(f"{where}: features hash text with {text_spec} but the model expects {self.text_spec}; "
-                             f"retrain, or rebuild the features with features.text set to {self.text_spec}")
+                             f"retrain, or rebuild the features with features.text set to {self.text_spec}{hint}")
 
     def dense(self, df: pd.DataFrame) -> np.ndarray:
         """Numeric columns, then categorical codes (unseen or missing -> NaN, LightGBM's 'missing')."""

@@ -391,7 +391,8 @@ def term_dictionary(spark, postings_path: str, text_spec, ids: list[int], sample
     """id -> what to call it, for the given ids, from (a sample of) the postings' text, in Spark with the features'
     own tokenizer and hash (jobcast.features.text): the word that most often produced it, with its field prefix
     (a character n-gram 'エン' of 'エンジニア' is named 'エンジニア', so the reasons read as words and a word's
-    n-grams add up to one reason); a word n-gram or whole-string token is named by itself."""
+    n-grams add up to one reason; a word cluster is named by the title word that most often produced it); a word
+    n-gram or whole-string token is named by itself."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -411,6 +412,7 @@ def term_dictionary(spark, postings_path: str, text_spec, ids: list[int], sample
             # a character n-gram is named by its word, under its field's word prefix (tc -> tw, dc -> dw)
             .withColumn("name", F.when(F.col("token").rlike("^[td]c"),
                                        F.concat(F.substring("token", 1, 1), F.lit("w"), F.col("word")))
+                        .when(F.col("token").startswith("g"), F.concat(F.lit("tw"), F.col("word")))  # a title word's cluster
                         .otherwise(F.col("token")))
             .groupBy("term", "name").count())
     best = Window.partitionBy("term").orderBy(F.col("count").desc(), F.col("name"))
