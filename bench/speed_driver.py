@@ -28,7 +28,7 @@ def main() -> None:
             extract.run(ctx)
         for ctx in ctxs:
             t0 = time.perf_counter()
-            res = features.run(ctx)
+            res = features.run(ctx, force=True)  # built, not reused: a day's new and edited texts are featurised
             out.append({"day": ctx.ds, "rows": res.rows, "seconds": time.perf_counter() - t0})
     else:
         ctx = RunContext(logical_date=date, settings=settings, run_id="bench")

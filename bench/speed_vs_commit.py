@@ -6,8 +6,9 @@ Both trees run the same steps on the same generated board (one database on the p
 separate data/models dirs under .jobcast/bench/speed/): once, untimed, the window's raw snapshots and
 features and `jobcast train` for the three tasks (a short window, as tests/params-small.yaml); then, timed
 in rounds that alternate the trees (so the machine's noise falls on both), bench/speed_driver.py in one
-process per tree: the features step for each day of the window (the first day, which starts the Spark
-session, is left out), and the score step of each task twice on a warm session. The base commit is checked
+process per tree: the features step for each day of the window, built (--force), each day reusing the day
+before's text terms as a daily run does (the first day, which starts the Spark session and featurises every
+text, is shown on a line of its own), and the score step of each task twice on a warm session. The base commit is checked
 out with `git worktree` and run with the same venv (PYTHONPATH puts its src/ and jobs/ first).
 Reported: medians, per day and per posting, and the ratio this tree / base.
 """
@@ -88,6 +89,7 @@ def main() -> int:
     jobcast(ROOT, homes["this"], url, "db", "migrate")
     jobcast(ROOT, homes["this"], url, "generate")
     feats: dict[str, list[dict]] = {n: [] for n in trees}
+    first: dict[str, list[dict]] = {n: [] for n in trees}  # every text featurised (no previous day), with the session start
     score: dict[str, list[dict]] = {n: [] for n in trees}
     for name, tree in trees.items():  # training is not what we compare: once per tree, untimed
         timings(tree, homes[name], url, "features", date, str(args.window))
@@ -95,7 +97,9 @@ def main() -> int:
             jobcast(tree, homes[name], url, "train", "--task", task, "--date", date)
     for rnd in range(args.rounds):
         for name, tree in (trees.items() if rnd % 2 == 0 else reversed(list(trees.items()))):
-            feats[name] += timings(tree, homes[name], url, "features", date, str(args.window))[1:]  # day 1: session start
+            days = timings(tree, homes[name], url, "features", date, str(args.window))
+            first[name].append(days[0])
+            feats[name] += days[1:]  # day 1: session start
             score[name] += timings(tree, homes[name], url, "score", date, "2")
     rows = feats["this"][-1]["rows"]
     print(f"\nbase = {args.base}, this = working tree; {args.postings} postings generated, {rows} open on {date}; "
@@ -107,6 +111,8 @@ def main() -> int:
         b, t = statistics.median(base) * scale, statistics.median(this) * scale
         print(f"| {label} | {b:{fmt}} | {t:{fmt}} | {t / b:.2f} |")
 
+    line("features, first day (every text, session start), s", [r["seconds"] for r in first["base"]],
+         [r["seconds"] for r in first["this"]])
     line("features, s per day", [r["seconds"] for r in feats["base"]], [r["seconds"] for r in feats["this"]])
     line("features, us per posting", [r["seconds"] / r["rows"] for r in feats["base"]],
          [r["seconds"] / r["rows"] for r in feats["this"]], 1e6, ".0f")
