@@ -10,7 +10,7 @@ to its posting's text terms (jobcast.features.text); the linear text model and t
 clusters like any other term. Words outside the table (other languages, rare words) add nothing, so a
 Japanese board's terms are unchanged in all but their English words.
 
-The table (word_clusters.npz, next to this file, 1.4 MB) is derived data, built once by `build` from the npm
+The table (word_clusters.npz, next to this file, 1.1 MB) is derived data, built once by `build` from the npm
 package that ships the vectors (SOURCE, checked by its sha256) and kept in git: the same table on every
 machine, with no download at set-up or run time, and a k-means run is not repeated per clone. Its digest is
 part of features.text's spec, so features and models made with another table are rebuilt or refused.
