@@ -58,26 +58,30 @@ def build(tgz: str | Path, out: Path = TABLE) -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _load() -> tuple[dict[str, tuple[int, ...]], str]:
-    import numpy as np
-
+def _table_bytes() -> bytes:
     if not TABLE.is_file():
         raise FileNotFoundError(f"{TABLE}: the word-cluster table is missing from this jobcast install")
-    raw = TABLE.read_bytes()
-    with np.load(TABLE) as z:
-        words = z["words"].tobytes().decode().split("\n")
-        codes = [tuple(int(c) for c in row) for row in z["codes"]]
-    return dict(zip(words, codes)), hashlib.md5(raw).hexdigest()[:16]
+    return TABLE.read_bytes()
 
 
+@functools.lru_cache(maxsize=1)
 def digest() -> str:
-    """The table's identity in a TextSpec (features.text's word_clusters)."""
-    return _load()[1]
+    """The table's identity in a TextSpec (features.text's word_clusters): its md5, without building the dict
+    (every step's spec needs it; only the Python workers that featurise text need `lookup`)."""
+    return hashlib.md5(_table_bytes()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
 def lookup() -> dict[str, tuple[int, ...]]:
     """word -> its cluster codes (one per grouping)."""
-    return _load()[0]
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(_table_bytes())) as z:
+        words = z["words"].tobytes().decode().split("\n")
+        codes = [tuple(row) for row in z["codes"].tolist()]
+    return dict(zip(words, codes))
 
 
 def codes_of(words) -> list[int]:
